@@ -1,0 +1,1 @@
+"""Sub-commands of ``python -m bench``; each module provides ``add_parser`` and ``run``."""

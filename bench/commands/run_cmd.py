@@ -1,0 +1,76 @@
+"""``bench run``: generate a suite's images with a method and score them."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.devices import DTYPES
+from bench.errors import BenchError
+from bench.options import parse_kv
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="generate and evaluate (resumes when run again)",
+                       description="Generate the suite's images with a method and compute its metrics. Running the "
+                                   "same command again resumes in the same run directory.")
+    p.add_argument("--method", required=True, help="generator name (see `bench list methods`)")
+    p.add_argument("--suite", required=True, help="suite name (see `bench list suites`)")
+    p.add_argument("--method-args", default="", metavar="K=V,...", help="options of the method, e.g. guidance=4.5")
+    p.add_argument("--suite-args", default="", metavar="K=V,...", help="options of the suite")
+    p.add_argument("--metric-args", default="", metavar="METRIC.K=V,...",
+                   help="options of metrics, e.g. clip_score.model=ViT-B-32")
+    p.add_argument("--out", default="runs", help="folder that holds run directories (default: runs/)")
+    p.add_argument("--run-name", default=None, help="run directory name (default: <suite>-<method>)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts")
+    p.add_argument("--batch-size", type=int, default=8, help="images per generator call (does not change images)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed; sample i's noise depends only on (seed, i)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="generator precision (default: fp32)")
+    p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's; none: only generate)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in the run dir")
+    p.add_argument("--json", action="store_true", help="print results.json instead of the table")
+
+
+def parse_metric_args(text: str) -> dict[str, dict[str, str]]:
+    """``"fid.weights=random,clip_score.model=ViT-B-32"`` -> ``{"fid": {"weights": "random"}, ...}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in parse_kv(text, "--metric-args").items():
+        metric, dot, opt = key.partition(".")
+        if not dot or not opt:
+            raise BenchError(f"--metric-args: {key!r} must be METRIC.OPTION=VALUE, e.g. fid.weights=random")
+        out.setdefault(metric, {})[opt] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.report import results_table
+    from bench.runner import Run, RunRequest
+
+    metrics = None
+    if args.metrics is not None:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+        if not metrics:
+            raise BenchError("--metrics is empty; name metrics, `none` to only generate, or leave it out")
+        if metrics == ["none"]:
+            metrics = []
+    request = RunRequest(
+        method=args.method,
+        suite=args.suite,
+        method_args=parse_kv(args.method_args),
+        suite_args=parse_kv(args.suite_args, "--suite-args"),
+        metric_args=parse_metric_args(args.metric_args),
+        out=args.out,
+        run_name=args.run_name,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        metrics=metrics,
+        overwrite=args.overwrite,
+    )
+    results = Run(request).execute()
+    print(json.dumps(results, indent=2, default=str) if args.json else results_table(results))
+    return 0

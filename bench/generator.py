@@ -1,0 +1,87 @@
+"""The interface every text-to-image method implements.
+
+A generator turns prompts and *given* initial noise into images. The caller owns the noise (see
+:mod:`bench.seeding`), so a sample depends only on (seed, index), never on batching or devices.
+
+Generation is split into three stages so latency can be timed per stage:
+
+``encode_prompts(prompts) -> conditioning``  text encoder
+``denoise(noise, conditioning) -> latents``  denoiser: one or many network evaluations
+``decode(latents) -> images``                 decoder: float images in [0, 1], shape (B, 3, H, W)
+
+``generate`` chains them. Implementations may keep torch imports inside methods so that registering
+and listing plug-ins stays cheap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from bench.options import Option, resolve_options
+
+STAGES = ("text_encoder", "denoiser", "decoder")
+
+
+class Generator(ABC):
+    """Base class for methods. Subclasses are built with the method's ``--method-args`` as keywords."""
+
+    #: Registered name; filled in by subclasses.
+    name: str = ""
+    #: Accepted ``--method-args``; unknown keys and bad values are rejected with exit status 2.
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, **method_args: Any) -> None:
+        self.args = resolve_options("method", self.name, self.options, method_args)
+        self.device: Any = None
+        self.dtype: Any = None
+
+    # -- set-up -----------------------------------------------------------------------------------
+    @abstractmethod
+    def load(self, device: Any, dtype: Any) -> None:
+        """Build or load the networks onto ``device`` (a torch.device) in ``dtype`` (a torch.dtype)."""
+
+    @property
+    @abstractmethod
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's initial noise, without the batch dimension (e.g. ``(4, 64, 64)``)."""
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of generated images."""
+        raise NotImplementedError
+
+    @property
+    def num_function_evaluations(self) -> int:
+        """Denoiser evaluations per image (NFE), as tables report it."""
+        return 1
+
+    # -- stages -----------------------------------------------------------------------------------
+    @abstractmethod
+    def encode_prompts(self, prompts: Sequence[str]) -> Any:
+        """Text-encoder stage: prompts -> conditioning consumed by :meth:`denoise`."""
+
+    @abstractmethod
+    def denoise(self, noise: Any, conditioning: Any) -> Any:
+        """Denoiser stage: initial noise (B, *noise_shape) on the generator's device -> latents."""
+
+    @abstractmethod
+    def decode(self, latents: Any) -> Any:
+        """Decoder stage: latents -> float images in [0, 1] of shape (B, 3, H, W)."""
+
+    def generate(self, noise: Any, prompts: Sequence[str]) -> Any:
+        """Images for ``prompts`` from the given initial ``noise`` (one row per prompt)."""
+        return self.decode(self.denoise(noise, self.encode_prompts(prompts)))
+
+    def stages(self) -> dict[str, Callable[..., Any]]:
+        """The stages in order, keyed by :data:`STAGES` names, for per-stage timing."""
+        return {"text_encoder": self.encode_prompts, "denoiser": self.denoise, "decoder": self.decode}
+
+    # -- provenance -------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Everything that identifies the model for ``config.json``: ids, revisions, resolved settings.
+
+        Must include ``"weights"``: ``"pretrained"`` for published weights, ``"random"`` for seeded random ones.
+        """
+        return {"name": self.name, "method_args": self.args}

@@ -1,0 +1,17 @@
+"""Built-in metrics (plug-in). Metric classes are imported only when a run uses them."""
+
+from bench.hookspecs import hookimpl
+
+
+@hookimpl
+def register_metrics(register):
+    register("fid", "bench.metrics.fid:FID", description="Frechet Inception Distance (clean-fid)", keys=["fid"])
+    register("clip_score", "bench.metrics.clip_score:ClipScore",
+             description="CLIP score: mean cosine, open_clip ViT-g-14", keys=["clip_score"])
+    register("precision_recall", "bench.metrics.precision_recall:PrecisionRecall",
+             description="improved precision/recall, k=3, Inception features", keys=["precision", "recall"])
+    register("density_coverage", "bench.metrics.precision_recall:DensityCoverage",
+             description="density/coverage, k=5, Inception features", keys=["density", "coverage"])
+    register("hps", "bench.metrics.hps:HPS", description="HPSv2 human preference score (x100)", keys=["hps"])
+    register("latency", "bench.metrics.latency:Latency", description="batch-1 latency in the run",
+             keys=["latency_ms"])

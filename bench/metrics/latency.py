@@ -1,0 +1,26 @@
+"""Per-image generation latency at batch size 1, measured on the run's own generator."""
+
+from __future__ import annotations
+
+from bench.metrics.base import Metric, MetricContext, MetricResult
+from bench.options import Option
+
+
+class Latency(Metric):
+    """Mean end-to-end latency (text encoder + denoiser + decoder) of one image, in milliseconds."""
+
+    name = "latency"
+    keys = ("latency_ms",)
+    options = {"warmup": Option(5, int), "iters": Option(50, int), "repeats": Option(1, int)}
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        from bench.seeding import batch_noise
+        from bench.timing import measure_latency
+
+        gen = ctx.generator
+        noise = batch_noise(0, [0], gen.noise_shape, device=gen.device, dtype=gen.dtype)
+        record = measure_latency(gen, noise, ctx.prompts[:1], self.args["warmup"], self.args["iters"],
+                                 self.args["repeats"])
+        info = {"comparable": False, "note": "measured inside the run; use `bench latency` for the paper protocol",
+                "device": str(gen.device), "dtype": str(gen.dtype), **record}
+        return MetricResult({"latency_ms": record["total_ms"]["mean"]}, info)

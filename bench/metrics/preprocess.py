@@ -1,0 +1,48 @@
+"""The evaluation transform applied to generated and reference images alike.
+
+Centre crop to the short side, then PIL Lanczos resize to ``size`` x ``size`` (the GigaGAN / SBv2
+evaluation transform, 256 px by default). Both steps can be changed through :class:`Preprocess`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+_RESAMPLE = {"lanczos": 1, "bicubic": 3, "bilinear": 2, "nearest": 0}  # PIL.Image.Resampling values
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Evaluation transform settings; ``size=None`` keeps the (cropped) image size."""
+
+    size: int | None = 256
+    center_crop: bool = True
+    resample: str = "lanczos"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """PIL image or uint8 HxWx3 array -> uint8 HxWx3 array."""
+        from PIL import Image
+
+        img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        img = img.convert("RGB")
+        if self.center_crop:
+            w, h = img.size
+            s = min(w, h)
+            left, top = (w - s) // 2, (h - s) // 2
+            img = img.crop((left, top, left + s, top + s))
+        if self.size is not None and img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), resample=_RESAMPLE[self.resample])
+        return np.asarray(img, dtype=np.uint8)
+
+
+def to_uint8(images: Any) -> np.ndarray:
+    """Float images in [0, 1] (B, 3, H, W) torch tensor or array -> uint8 (B, H, W, 3), rounded."""
+    arr = images.detach().float().cpu().numpy() if hasattr(images, "detach") else np.asarray(images, dtype=np.float32)
+    arr = np.nan_to_num(arr, nan=0.0)
+    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)

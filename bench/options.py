@@ -1,0 +1,76 @@
+"""Parsing and checking ``k=v,k=v`` option strings (``--method-args``) against a declared spec."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.errors import BenchError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One accepted option: its default, its type (str, int, float or bool) and, optionally, its choices."""
+
+    default: Any = None
+    type: type = str
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+
+def parse_kv(text: str | None, what: str = "--method-args") -> dict[str, str]:
+    """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}``; an empty or missing string gives ``{}``."""
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"{what}: {item!r} is not of the form key=value; write e.g. {what} guidance=4.5,steps=25")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _convert(kind: str, key: str, value: Any, opt: Option) -> Any:
+    if value is None:
+        return None
+    try:
+        if opt.type is bool:
+            if isinstance(value, bool):
+                return value
+            low = str(value).lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(value)
+        return opt.type(value)
+    except (TypeError, ValueError):
+        raise BenchError(f"{kind} option {key}={value!r} is not a valid {opt.type.__name__}") from None
+
+
+def resolve_options(kind: str, owner: str, spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``given`` against ``spec``; return every option with defaults filled in and values converted."""
+    unknown = [k for k in given if k not in spec]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(spec), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"accepted: {', '.join(sorted(spec)) or 'none'}"
+        raise BenchError(f"{kind} {owner!r} has no option {key!r}: {hint}")
+    out: dict[str, Any] = {}
+    for key, opt in spec.items():
+        value = _convert(kind, key, given.get(key, opt.default), opt)
+        if opt.choices is not None and value not in opt.choices:
+            raise BenchError(
+                f"{kind} {owner!r}: {key}={value!r} is not one of {', '.join(map(str, opt.choices))}"
+            )
+        out[key] = value
+    return out

@@ -1,0 +1,96 @@
+"""The plug-in manager: built-in plug-ins plus those installed through the ``bench`` entry-point group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+from bench import hookspecs
+from bench.registry import Registry
+
+ENTRY_POINT_GROUP = "bench"
+
+#: Modules whose hook implementations ship with the package; they are ordinary plug-ins.
+BUILTIN_PLUGINS = (
+    "methods",
+    "bench.suites",
+    "bench.metrics",
+)
+
+KINDS = ("methods", "suites", "metrics")
+
+
+def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
+    """A fresh plug-in manager with the built-ins registered (and, by default, third-party entry points)."""
+    import importlib
+
+    pm = pluggy.PluginManager("bench")
+    pm.add_hookspecs(hookspecs)
+    for module_name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    if load_entry_points:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    return pm
+
+
+class Plugins:
+    """Registries of methods, suites and metrics collected from one plug-in manager."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self.methods = Registry("method")
+        self.suites = Registry("suite")
+        self.metrics = Registry("metric")
+        for kind in KINDS:
+            registry: Registry = getattr(self, kind)
+            hook = getattr(pm.hook, f"register_{kind}")
+            for impl in hook.get_hookimpls():
+                plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+
+                def register(name: str, target: Any, _reg=registry, _plugin=plugin_name, **info: Any) -> None:
+                    _reg.add(name, target, _plugin, **info)
+
+                impl.function(register=register)
+
+    def plugin_names(self) -> list[dict[str, Any]]:
+        """Every registered plug-in with the hooks it implements."""
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda p: p[0]):
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            dist = dict(self.pm.list_plugin_distinfo()).get(plugin)
+            out.append(
+                {
+                    "name": name,
+                    "hooks": hooks,
+                    "builtin": name in BUILTIN_PLUGINS,
+                    "distribution": f"{dist.project_name} {dist.version}" if dist else None,
+                }
+            )
+        return out
+
+
+_current: Plugins | None = None
+
+
+def current() -> Plugins:
+    """The process-wide registries, built on first use."""
+    global _current
+    if _current is None:
+        _current = Plugins(make_plugin_manager())
+    return _current
+
+
+def register_plugin(plugin: object, name: str | None = None) -> Plugins:
+    """Register an in-memory plug-in (a module or an object with hook implementations); return the registries."""
+    global _current
+    pm = current().pm
+    pm.register(plugin, name=name)
+    _current = Plugins(pm)
+    return _current
+
+
+def reset() -> None:
+    """Forget in-memory registrations; the next :func:`current` rebuilds from built-ins and entry points."""
+    global _current
+    _current = None

@@ -1,0 +1,110 @@
+"""``sbv2``: a SwiftBrush v2 student UNet with SD-Turbo's text encoder, VAE and scheduler, one step at t = 999.
+
+The student is what the training module writes: a directory (or hub id) in the diffusers UNet layout,
+``config.json`` + ``diffusion_pytorch_model.safetensors`` (at the root or under ``unet/``), optionally with a
+``bench_model.json`` card::
+
+    {"base": "tiny" | "stabilityai/sd-turbo" | <hub id or directory>, "base_seed": 0}
+
+``base`` names where the frozen networks (tokenizer, text encoder, VAE, scheduler) come from. ``"tiny"`` means
+:func:`methods.components.build_tiny_components` with seed ``base_seed`` (the toy set training tests use); any
+other value is a diffusers SD repository. Without a card the base is SD-Turbo. ``size=tiny`` or ``base=...`` on
+the command line override the card.
+
+From Python::
+
+    from methods.sbv2 import SBv2Generator
+    gen = SBv2Generator(weights="runs/student")        # validated like --method-args
+    gen.load("cpu", torch.float32)
+    images = gen.generate(noise, prompts)              # (B, 3, H, W) in [0, 1]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.errors import BenchError
+from bench.options import Option
+from methods.components import Components
+from methods.loading import (
+    MODEL_FILES,
+    RANDOM,
+    SD_FILES,
+    Built,
+    SDOneStepGenerator,
+    build_sd,
+    fetch,
+    load_base,
+    load_unet,
+    read_model_card,
+    scheduler_from_config,
+    with_tiny_decoder,
+)
+
+SD_TURBO = "stabilityai/sd-turbo"
+TINY_BASE = "tiny"
+CARD_NAME = "bench_model.json"
+
+
+def write_model_card(directory: str | Path, base: str = SD_TURBO, base_seed: int = 0) -> Path:
+    """Write ``bench_model.json`` into a student directory, telling ``sbv2`` which base networks to pair it with."""
+    path = Path(directory) / CARD_NAME
+    path.write_text(json.dumps({"base": base, "base_seed": int(base_seed)}, indent=2) + "\n")
+    return path
+
+
+class SBv2Generator(SDOneStepGenerator):
+    """A SwiftBrush v2 student (``weights=DIR``) on SD-Turbo's frozen networks, or a random one (``weights=random``)."""
+
+    name = "sbv2"
+    default_weights = None
+    base_repo = SD_TURBO
+    options: ClassVar[dict[str, Option]] = {
+        **SDOneStepGenerator.options,
+        "base": Option(None, str, help="tiny, or hub id / directory of the base networks (overrides bench_model.json)"),
+    }
+
+    def build_components(self) -> Components:
+        args = self.args
+        weights = args.get("weights")
+        if weights == RANDOM or (weights is None and args.get("size") == "tiny"):
+            self.built = build_sd(args, self.name, arch=self.arch, default_weights=None, device=self.device)
+            return self.built.components
+        if weights is None:
+            raise BenchError(
+                "method 'sbv2' needs weights=DIR, a student UNet directory written by training "
+                "(config.json + diffusion_pytorch_model.safetensors), or weights=random"
+            )
+        student = fetch(weights, [*SD_FILES["unet"], *MODEL_FILES, CARD_NAME], args.get("revision"), "weights")
+        card = read_model_card(student.path)
+        base = TINY_BASE if args.get("size") == "tiny" else (args.get("base") or card.get("base") or SD_TURBO)
+        seed = int(card.get("base_seed", args.get("weights_seed") or 0))
+        unet = load_unet(student)
+        if base == TINY_BASE:
+            from methods.components import SD_SCHEDULER_CONFIG, build_tiny_components
+
+            parts = build_tiny_components(seed)
+            parts.unet = unet
+            base_source: dict[str, Any] = {"architecture": "sd21-toy", "weights": RANDOM, "seed": seed}
+            built = Built(parts, dict(SD_SCHEDULER_CONFIG), {"unet": student.provenance()}, "pretrained")
+        else:
+            files = [f for k in ("text_encoder", "tokenizer", "vae", "scheduler") for f in SD_FILES[k]]
+            snap = fetch(base, files, None, "base")
+            loaded = load_base(snap, "base")
+            parts = Components(
+                tokenize=loaded["tokenize"],
+                text_encoder=loaded["text_encoder"],
+                unet=unet,
+                vae=loaded["vae"],
+                scheduler=scheduler_from_config(loaded["scheduler_config"], "DDPMScheduler"),
+            )
+            base_source = snap.provenance()
+            built = Built(parts, loaded["scheduler_config"], {"unet": student.provenance()}, "pretrained")
+        built.sources.update(text_encoder=base_source, vae=base_source, base=base, card=card)
+        self.built = with_tiny_decoder(
+            built, {**args, "size": "tiny" if base == TINY_BASE else "full"}, self.device,
+            random=base == TINY_BASE, seed=seed,
+        )
+        return self.built.components
