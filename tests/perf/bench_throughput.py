@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-repeats", type=int, default=10)
     p.add_argument("--throughput-seconds", type=float, default=1.5, help="approximate timed seconds per point")
     p.add_argument("--budget-s", type=float, default=480.0, help="skip remaining variants after this many seconds")
-    p.add_argument("--out", default=None, help="output directory (default: results/perf, or $OUT when set)")
+    p.add_argument("--out", default=None, help="output directory (default: results/perf, or $BENCH_PERF_OUT when set)")
     return p.parse_args(argv)
 
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
     compile_batches = [int(b) for b in args.compile_batches.split(",") if b.strip()]
     default_variants = list(VARIANTS) if cuda else ["eager", "channels_last"]
-    out_dir = Path(args.out or os.environ.get("OUT") or ROOT / "results" / "perf")
+    out_dir = Path(args.out or os.environ.get("BENCH_PERF_OUT") or ROOT / "results" / "perf")
     out_dir.mkdir(parents=True, exist_ok=True)
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else default_variants
     unknown = [v for v in variants if v not in VARIANTS]

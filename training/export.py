@@ -1,0 +1,223 @@
+"""Exporting a trained student as a diffusers UNet directory that the ``sbv2`` method loads.
+
+Layout of an export directory::
+
+    config.json                          UNet config (diffusers)
+    diffusion_pytorch_model.safetensors  UNet weights; a LoRA student is fused into full weights
+    bench_model.json                     {"base": "tiny" | hub id, "base_seed": int | null, ...}
+    lora/                                (LoRA students) the unfused adapter: adapter_model.safetensors +
+                                         adapter_config.json, which records how to rebuild its base
+
+``base`` names where a loader takes the VAE, text encoder and scheduler from: ``tiny`` means
+``methods.components.build_tiny_components(base_seed)``, anything else is a hub id / pipeline directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from training.config import TrainConfig
+
+BENCH_MODEL_FILE = "bench_model.json"
+UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
+LORA_DIR = "lora"
+LORA_WEIGHTS = "adapter_model.safetensors"
+LORA_CONFIG = "adapter_config.json"
+#: Config fields that rebuild a LoRA student's base UNet.
+LORA_BASE_FIELDS = ("teacher", "teacher_revision", "student_init", "student_revision", "model_seed", "cache_dir")
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def fuse_lora(unet: Any) -> dict[str, Any]:
+    """Merge every LoRA layer of ``unet`` into its base weights; return the plain (adapter-free) state dict."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in unet.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge(safe_merge=True)
+    state = {}
+    for key, value in unet.state_dict().items():
+        if ".lora_" in key:
+            continue
+        state[key.replace(".base_layer.", ".")] = value
+    return state
+
+
+def load_lora_weights(unet: Any, trained: dict[str, Any]) -> None:
+    """Copy adapter tensors (named as in ``unet.named_parameters()``) into ``unet``'s LoRA parameters."""
+    import torch
+
+    params = {n: p for n, p in unet.named_parameters() if "lora_" in n}
+    if set(params) != set(trained):
+        missing, extra = sorted(set(params) - set(trained)), sorted(set(trained) - set(params))
+        raise BenchError(f"LoRA weights do not fit the base model ({len(missing)} missing, {len(extra)} unexpected, "
+                         f"e.g. {(missing or extra)[0]})")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(trained[name])
+
+
+def fused_lora_student(config: TrainConfig, trained: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(UNet config, fused fp32 state dict) of a LoRA student given its trained adapter tensors."""
+    from training.models import add_lora, load_student_unet
+
+    unet = load_student_unet(config).float()
+    add_lora(unet, config.student_lora_rank, config.student_lora_alpha, config.student_lora_targets)
+    load_lora_weights(unet, trained)
+    return dict(unet.config), fuse_lora(unet)
+
+
+def student_state(config: TrainConfig, trained: dict[str, Any], live: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(UNet config, full fp32 state dict) of the student from its trained tensors.
+
+    ``live`` is the student module when it is at hand (avoids loading the initial weights again).
+    """
+    from training.models import load_student_unet
+
+    if config.student_mode == "lora":
+        return fused_lora_student(config, trained)
+    unet = live if live is not None else load_student_unet(config)
+    state = {k: v.detach().float().cpu().clone() for k, v in unet.state_dict().items()}
+    unknown = set(trained) - set(state)
+    if unknown:
+        raise BenchError(f"trained tensors do not fit the student UNet (e.g. {sorted(unknown)[0]})")
+    state.update({k: v.detach().float().cpu() for k, v in trained.items()})
+    return dict(unet.config), state
+
+
+def save_unet(unet_config: dict[str, Any], state: dict[str, Any], output_dir: str | Path, dtype: str = "fp32") -> Path:
+    """Write ``config.json`` + ``diffusion_pytorch_model.safetensors`` (checked against the config)."""
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in unet_config.items() if not k.startswith("_")}
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(config)
+    torch_dtype = getattr(torch, _DTYPES[dtype])
+    unet.load_state_dict({k: v.to(torch_dtype) for k, v in state.items()}, strict=True, assign=True)
+    unet.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def write_bench_model(output_dir: str | Path, meta: dict[str, Any]) -> None:
+    Path(output_dir, BENCH_MODEL_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def read_bench_model(directory: str | Path) -> dict[str, Any] | None:
+    path = Path(directory, BENCH_MODEL_FILE)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str | Path) -> Path:
+    """Write the unfused adapter and what rebuilds its base into ``output_dir``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_tensors(trained, out / LORA_WEIGHTS)
+    meta = {
+        "rank": config.student_lora_rank,
+        "alpha": config.student_lora_alpha,
+        "targets": config.student_lora_targets,
+        "base": {k: getattr(config, k) for k in LORA_BASE_FIELDS},
+    }
+    (out / LORA_CONFIG).write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def _save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+
+
+def load_lora_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fuse an adapter directory written by :func:`save_lora_dir`: (UNet config, fp32 state dict)."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    try:
+        meta = json.loads((d / LORA_CONFIG).read_text())
+        base = dict(meta["base"])
+        config = TrainConfig(**base, student_mode="lora", student_lora_rank=int(meta["rank"]),
+                             student_lora_alpha=int(meta["alpha"]), student_lora_targets=str(meta["targets"]))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{d} is not a LoRA directory written by this package ({type(exc).__name__}: {exc})") from None
+    return fused_lora_student(config, load_file(str(d / LORA_WEIGHTS)))
+
+
+def export_student(
+    config: TrainConfig,
+    trained: dict[str, Any],
+    output_dir: str | Path,
+    meta: dict[str, Any],
+    live: Any = None,
+) -> Path:
+    """Save the student (fused if LoRA), ``bench_model.json`` and, for LoRA students, the adapter."""
+    from training.models import export_base
+
+    unet_config, state = student_state(config, trained, live)
+    out = save_unet(unet_config, state, output_dir, config.export_dtype)
+    base, base_seed = export_base(config)
+    info = {
+        "base": base,
+        "base_seed": base_seed,
+        "format": "diffusers-unet",
+        "timestep": 999,
+        "prediction_type": "epsilon",
+        "teacher": config.teacher,
+        "student_init": config.student_init,
+        "student_mode": config.student_mode,
+        "scheme": "B" if config.student_mode == "lora" else "A",
+        "preset": config.preset,
+        "dtype": config.export_dtype,
+        **meta,
+    }
+    if config.student_mode == "lora":
+        save_lora_dir(config, trained, out / LORA_DIR)
+        info["lora"] = LORA_DIR
+    write_bench_model(out, info)
+    return out
+
+
+def export_trainer(trainer: Any) -> Path:
+    """Export a finished :class:`training.trainer.Trainer` into its output directory."""
+    from training.models import trainable_state
+
+    acc, cfg = trainer.accelerator, trainer.config
+    if acc.is_main_process:
+        student = trainer._student()
+        use_ema = trainer.ema is not None and cfg.export_ema
+        source = trainer.ema.shadow if use_ema else trainable_state(student)
+        trained = {k: v.detach().float().cpu() for k, v in source.items()}
+        meta = {"steps": trainer.step, "ema": use_ema, "prediction_type": trainer.models.student_prediction}
+        export_student(cfg, trained, trainer.output_dir, meta, live=student if cfg.student_mode == "full" else None)
+    acc.wait_for_everyone()
+    return trainer.output_dir
+
+
+def export_checkpoint(run_dir: str | Path, checkpoint: str, output_dir: str | Path, ema: bool = True) -> Path:
+    """Export a ``checkpoint-<step>`` of a run (``checkpoint`` = ``latest``, a step number or a path)."""
+    from safetensors.torch import load_file
+
+    from training.config import build_config, read_toml
+    from training.trainer import EMA_FILE, STATE_FILE, STUDENT_FILE, resolve_checkpoint
+
+    run = Path(run_dir)
+    if not (run / "config.toml").is_file():
+        raise BenchError(f"{run} is not a training output directory (no config.toml)")
+    values = read_toml(run / "config.toml")
+    config = build_config(values.pop("preset", None), overrides=values)
+    spec = f"checkpoint-{checkpoint}" if str(checkpoint).isdigit() else checkpoint
+    path = resolve_checkpoint(spec, run)
+    if path is None:
+        raise BenchError(f"{run} has no checkpoints")
+    use_ema = ema and (path / EMA_FILE).is_file()
+    trained = load_file(str(path / (EMA_FILE if use_ema else STUDENT_FILE)))
+    step = json.loads((path / STATE_FILE).read_text())["step"]
+    return export_student(config, trained, output_dir, {"steps": step, "ema": use_ema, "checkpoint": str(path)})

@@ -1,0 +1,375 @@
+"""Building the networks of a distillation run: teacher (+ LoRA teacher), student, decoders, CLIP/HPS scorers.
+
+Sources, by ``teacher``:
+
+* a hub id or local diffusers pipeline directory (``stabilityai/stable-diffusion-2-1-base`` by default): loaded
+  with ``from_pretrained(use_safetensors=True)``; with ``HF_HUB_OFFLINE=1`` only the local cache is used and a
+  missing model fails with a one-line message naming what to download;
+* ``tiny``: :func:`methods.components.build_tiny_components` (seeded, offline);
+* ``random-sd21``: the SD 2.1-base architecture with seeded random weights (benchmarks; nothing downloaded).
+
+The LoRA teacher is a LoRA adapter on the teacher's UNet: with the adapter disabled the UNet *is* the frozen
+teacher, so one copy of the weights serves both.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from training.config import LORA_TARGETS, STUDENT_INITS, TrainConfig
+
+#: Teachers built from code with seeded weights (no download): toy size, and SD 2.1-base size (benchmarks).
+SYNTHETIC = ("tiny", "random-sd21")
+#: Seed offset of a synthetic student that does not start from the teacher.
+STUDENT_SEED_OFFSET = 1000
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _load(cls: Any, repo: str, subfolder: str | None, what: str, key: str, config: TrainConfig,
+          revision: str | None = None, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` with offline handling; failures become a one-line :class:`BenchError`."""
+    local = Path(repo).is_dir()
+    args: dict[str, Any] = {"cache_dir": config.cache_dir, "local_files_only": hub_offline() and not local, **kwargs}
+    if subfolder:
+        args["subfolder"] = subfolder
+    if revision:
+        args["revision"] = revision
+    try:
+        return cls.from_pretrained(repo, **args)
+    except Exception as exc:
+        where = f"{repo}/{subfolder}" if subfolder else repo
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        if local:
+            hint = f"check the directory or set {key} to another model"
+        else:
+            offline = " (HF_HUB_OFFLINE is set, so only the local cache was searched)" if hub_offline() else ""
+            hint = f"download it once while online with `huggingface-cli download {repo}`{offline}, or set {key}"
+        raise BenchError(f"cannot load the {what} from {where} [{type(exc).__name__}: {reason}]; {hint}") from None
+
+
+def required_repos(config: TrainConfig) -> dict[str, list[tuple[str, ...]]]:
+    """Hub repositories (not local directories) the run loads, each with files (any one of a tuple) that must
+    be cached for it to load offline."""
+    need: dict[str, list[tuple[str, ...]]] = {}
+    pipeline = [("unet/config.json",), ("text_encoder/config.json",), ("vae/config.json",),
+                ("scheduler/scheduler_config.json",)]
+    if config.teacher not in SYNTHETIC and not Path(config.teacher).is_dir():
+        need[config.teacher] = pipeline
+    repo, _ = student_source(config)
+    if repo not in SYNTHETIC and not Path(repo).is_dir() and repo != config.teacher:
+        need[repo] = [("unet/config.json",), ("scheduler/scheduler_config.json",)]
+    if config.teacher in SYNTHETIC:
+        return need
+    if (config.clip_loss or config.hps_loss) and config.loss_decoder == "taesd" and not Path(config.taesd).is_dir():
+        need[config.taesd] = [("config.json",)]
+    if config.clip_loss and config.clip_pretrained != "random":
+        from training.clip_loss import open_clip_hub_repo
+
+        clip_repo = open_clip_hub_repo(config.clip_model, config.clip_pretrained)
+        if clip_repo:
+            need[clip_repo] = [("open_clip_model.safetensors", "open_clip_pytorch_model.bin")]
+    if config.hps_loss:
+        from training.config import HPSV2
+
+        need[HPSV2] = [(config.hps_checkpoint,)]
+    return need
+
+
+def check_cached(config: TrainConfig) -> None:
+    """Offline, fail at once (one line) naming every hub repository missing from the local cache."""
+    if not hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    missing = []
+    for repo, files in required_repos(config).items():
+        revision = {config.teacher: config.teacher_revision}.get(repo)
+        if repo != config.teacher and repo == student_source(config)[0]:
+            revision = config.student_revision
+        for alternatives in files:
+            if not any(isinstance(try_to_load_from_cache(repo, name, cache_dir=config.cache_dir, revision=revision), str)
+                       for name in alternatives):
+                missing.append(repo)
+                break
+    if missing:
+        commands = "; ".join(f"huggingface-cli download {r}" for r in missing)
+        raise BenchError(f"HF_HUB_OFFLINE is set and these models are not in the local cache: {', '.join(missing)}; "
+                         f"download them once while online ({commands}) or point teacher/student_init/taesd at "
+                         "local copies")
+
+
+def _scheduler_config(config: TrainConfig, repo: str, key: str, revision: str | None = None) -> dict[str, Any]:
+    from diffusers import DDPMScheduler
+
+    from methods.components import SD_SCHEDULER_CONFIG
+
+    if repo in SYNTHETIC:
+        return dict(SD_SCHEDULER_CONFIG)
+    return dict(_load(DDPMScheduler, repo, "scheduler", "noise scheduler", key, config, revision).config)
+
+
+def _unet_dir_is_flat(path: str) -> bool:
+    """True for an exported student directory (a bare diffusers UNet with ``config.json`` at the top)."""
+    return Path(path, "config.json").is_file() and not Path(path, "unet").is_dir()
+
+
+def student_source(config: TrainConfig) -> tuple[str, str | None]:
+    """(repository or directory, subfolder) that the student starts from (``(teacher, None)`` if synthetic)."""
+    init = config.student_init
+    if init != "teacher" and Path(init).is_dir():
+        return init, None if _unet_dir_is_flat(init) else "unet"
+    if config.teacher in SYNTHETIC:
+        return config.teacher, None
+    if init == "teacher":
+        return config.teacher, "unet"
+    return STUDENT_INITS.get(init, init), "unet"
+
+
+def export_base(config: TrainConfig) -> tuple[str, int | None]:
+    """``(base, base_seed)`` recorded in ``bench_model.json``: where a loader takes VAE and text encoder from."""
+    repo, _ = student_source(config)
+    if repo in SYNTHETIC:
+        return repo, config.model_seed
+    meta = Path(repo, "bench_model.json")
+    if meta.is_file():
+        data = json.loads(meta.read_text())
+        return data.get("base", repo), data.get("base_seed")
+    return repo, None
+
+
+def random_sd21(part: str, seed: int, device: Any = None) -> Any:
+    """One SD 2.1-base network (``unet``, ``text_encoder`` or ``vae``) with seeded random weights, built on
+    ``device`` (seeds as in :func:`methods.loading.random_networks`: text encoder ``seed``, UNet ``seed + 1``,
+    VAE ``seed + 2``)."""
+    import torch
+
+    from methods.components import seeded
+    from methods.configs import SD21_TEXT_ENCODER_CONFIG, SD21_UNET_CONFIG, SD_VAE_CONFIG
+
+    def build() -> Any:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        with torch.device(device if device is not None else "cpu"):
+            if part == "unet":
+                return UNet2DConditionModel(**SD21_UNET_CONFIG)
+            if part == "text_encoder":
+                return CLIPTextModel(CLIPTextConfig(**SD21_TEXT_ENCODER_CONFIG))
+            return AutoencoderKL(**SD_VAE_CONFIG)
+
+    return seeded(seed + {"text_encoder": 0, "unet": 1, "vae": 2}[part], build)
+
+
+def synthetic_unet(kind: str, seed: int, device: Any = None) -> Any:
+    """A seeded UNet: the toy one of :mod:`methods.components` or the SD 2.1-base architecture."""
+    from methods.components import build_tiny_components
+
+    if kind == "tiny":
+        return build_tiny_components(seed).unet
+    return random_sd21("unet", seed, device)
+
+
+def load_teacher_unet(config: TrainConfig, device: Any = None) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    if config.teacher in SYNTHETIC:
+        return synthetic_unet(config.teacher, config.model_seed, device)
+    return _load(UNet2DConditionModel, config.teacher, "unet", "teacher UNet", "teacher", config,
+                 config.teacher_revision, use_safetensors=True)
+
+
+def load_student_unet(config: TrainConfig, device: Any = None) -> Any:
+    """The student's initial UNet (plain: no adapters). A synthetic stand-in for hub students of toy teachers."""
+    from diffusers import UNet2DConditionModel
+
+    repo, subfolder = student_source(config)
+    if repo in SYNTHETIC:
+        offset = 0 if config.student_init == "teacher" else STUDENT_SEED_OFFSET
+        return synthetic_unet(repo, config.model_seed + offset, device)
+    revision = config.teacher_revision if config.student_init == "teacher" else config.student_revision
+    return _load(UNet2DConditionModel, repo, subfolder, "student UNet", "student_init", config, revision,
+                 use_safetensors=True)
+
+
+def cast(module: Any, dtype: Any) -> Any:
+    """``module.to(dtype)`` without diffusers' warning about modules to keep in float32 (there are none here)."""
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        return module.to(dtype=dtype)
+    finally:
+        dlogging.set_verbosity(level)
+
+
+def lora_config(rank: int, alpha: int, targets: str) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=list(LORA_TARGETS[targets]))
+
+
+def add_lora(unet: Any, rank: int, alpha: int, targets: str) -> Any:
+    """Freeze ``unet`` and add a trainable fp32 LoRA adapter (LoRA ``B`` starts at zero: no change at step 0)."""
+    unet.requires_grad_(False)
+    unet.add_adapter(lora_config(rank, alpha, targets))
+    for name, param in unet.named_parameters():
+        if "lora_" in name:
+            param.requires_grad_(True)
+            param.data = param.data.float()
+    return unet
+
+
+def trainable_state(module: Any) -> dict[str, Any]:
+    """The trainable parameters of ``module`` by name (what checkpoints and the EMA hold)."""
+    return {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+
+@dataclass
+class DistillModels:
+    """The networks of a run, on the CPU in their final dtypes (the trainer moves them to its device)."""
+
+    tokenize: Callable[[Any], Any]
+    text_encoder: Any
+    teacher: Any
+    student: Any
+    vae: Any
+    loss_decoder: Any
+    clip: Any
+    hps: Any
+    alphas_cumprod: Any
+    teacher_prediction: str
+    student_prediction: str
+    base: str
+    base_seed: int | None
+
+
+def weight_dtype(mixed_precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+
+
+def _student_scheduler(config: TrainConfig, teacher_sched: dict[str, Any]) -> dict[str, Any]:
+    repo, subfolder = student_source(config)
+    if repo == config.teacher or repo in SYNTHETIC:
+        return teacher_sched
+    if subfolder is None:  # an exported student: its card records the prediction type
+        card = Path(repo, "bench_model.json")
+        data = json.loads(card.read_text()) if card.is_file() else {}
+        return {"prediction_type": data.get("prediction_type", "epsilon")}
+    return _scheduler_config(config, repo, "student_init", config.student_revision)
+
+
+def _text_and_vae(config: TrainConfig, device: Any) -> tuple[Any, Any, Any]:
+    """(tokenize, text encoder, VAE) of the teacher."""
+    from diffusers import AutoencoderKL
+
+    from methods.components import build_tiny_components, hf_tokenizer, open_clip_tokenizer
+
+    if config.teacher == "tiny":
+        parts = build_tiny_components(config.model_seed)
+        return parts.tokenize, parts.text_encoder, parts.vae
+    if config.teacher == "random-sd21":
+        seed = config.model_seed
+        return open_clip_tokenizer(77), random_sd21("text_encoder", seed, device), random_sd21("vae", seed, device)
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    rev = config.teacher_revision
+    tokenizer = _load(CLIPTokenizer, config.teacher, "tokenizer", "tokenizer", "teacher", config, rev)
+    text_encoder = _load(CLIPTextModel, config.teacher, "text_encoder", "text encoder", "teacher", config, rev,
+                         use_safetensors=True)
+    vae = _load(AutoencoderKL, config.teacher, "vae", "VAE", "teacher", config, rev, use_safetensors=True)
+    return hf_tokenizer(tokenizer), text_encoder, vae
+
+
+def _loss_decoder(config: TrainConfig, vae: Any, device: Any) -> Any:
+    from diffusers import AutoencoderTiny
+
+    if config.loss_decoder == "vae":
+        return vae
+    if config.teacher in SYNTHETIC:
+        from methods.loading import random_taesd
+
+        return random_taesd(config.model_seed, "tiny" if config.teacher == "tiny" else "full", device)
+    return _load(AutoencoderTiny, config.taesd, None, "TAESD decoder", "taesd", config, use_safetensors=True)
+
+
+def build_models(config: TrainConfig, device: Any = None) -> DistillModels:
+    """Build (or load) every network of the run and set trainability and dtypes.
+
+    ``device`` only speeds up building synthetic full-size networks (they are created there directly).
+    """
+    import torch
+
+    from training.clip_loss import build_alignment_loss, build_hps_loss
+    from training.vsd import alphas_cumprod_from_config
+
+    check_cached(config)
+    dtype = weight_dtype(config.mixed_precision)
+    teacher_sched = _scheduler_config(config, config.teacher, "teacher", config.teacher_revision)
+    student_sched = _student_scheduler(config, teacher_sched)
+    tokenize, text_encoder, vae = _text_and_vae(config, device)
+    teacher = load_teacher_unet(config, device)
+    student = copy.deepcopy(teacher) if config.student_init == "teacher" else load_student_unet(config, device)
+
+    cast(text_encoder.requires_grad_(False).eval(), dtype)
+    cast(vae.requires_grad_(False).eval(), dtype)
+    cast(teacher, dtype)
+    add_lora(teacher, config.lora_teacher_rank, config.lora_teacher_alpha, config.lora_teacher_targets)
+    if config.student_mode == "lora":
+        cast(student, dtype)
+        add_lora(student, config.student_lora_rank, config.student_lora_alpha, config.student_lora_targets)
+    else:
+        cast(student.requires_grad_(True), torch.float32)
+    if config.gradient_checkpointing:
+        teacher.enable_gradient_checkpointing()
+        student.enable_gradient_checkpointing()
+    teacher.train()
+    student.train()
+
+    loss_decoder = clip = hps = None
+    if config.clip_loss or config.hps_loss:
+        loss_decoder = _loss_decoder(config, vae, device)
+        cast(loss_decoder.requires_grad_(False).eval(), dtype)
+        if config.gradient_checkpointing and getattr(loss_decoder, "_supports_gradient_checkpointing", False):
+            loss_decoder.enable_gradient_checkpointing()
+    synthetic = config.teacher in SYNTHETIC
+    if config.clip_loss:
+        name = "tiny" if config.teacher == "tiny" else config.clip_model
+        clip = build_alignment_loss(name, "random" if synthetic else config.clip_pretrained, config.clip_tau,
+                                    seed=config.model_seed + 5, cache_dir=config.cache_dir)
+        clip.model.to(dtype)
+    if config.hps_loss:
+        hps = build_hps_loss(config.hps_checkpoint, config.hps_tau, seed=config.model_seed,
+                             tiny=config.teacher == "tiny", random_weights=config.teacher == "random-sd21",
+                             cache_dir=config.cache_dir)
+        hps.model.to(dtype)
+
+    base, base_seed = export_base(config)
+    return DistillModels(
+        tokenize=tokenize,
+        text_encoder=text_encoder,
+        teacher=teacher,
+        student=student,
+        vae=vae,
+        loss_decoder=loss_decoder,
+        clip=clip,
+        hps=hps,
+        alphas_cumprod=alphas_cumprod_from_config(teacher_sched).to(torch.float64),
+        teacher_prediction=teacher_sched.get("prediction_type", "epsilon"),
+        student_prediction=student_sched.get("prediction_type", "epsilon"),
+        base=base,
+        base_seed=base_seed,
+    )
