@@ -19,6 +19,7 @@ COMMANDS = {
     "list": "bench.commands.list_cmd",
     "run": "bench.commands.run_cmd",
     "latency": "bench.commands.latency_cmd",
+    "data": "bench.commands.data_cmd",
 }
 
 

@@ -22,11 +22,20 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--out", default="runs", help="folder that holds run directories (default: runs/)")
     p.add_argument("--run-name", default=None, help="run directory name (default: <suite>-<method>)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts")
-    p.add_argument("--batch-size", type=int, default=8, help="images per generator call (does not change images)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images per generator call; samples are generated in fixed chunks of this size, so keep it "
+                        "when resuming for bit-identical images (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="noise seed; sample i's noise depends only on (seed, i)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="generator precision (default: fp32)")
     p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's; none: only generate)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="where the suite's data lives (coco30k: the COCO root; default: $BENCH_COCO_ROOT)")
+    p.add_argument("--prompts", default=None, metavar="PATH",
+                   help="replace the suite's prompts (coco30k: a file, one caption per line or a JSON list; "
+                        "hpsv2: a folder with <style>.json files)")
+    p.add_argument("--no-save-images", dest="save_images", action="store_false",
+                   help="keep only the metrics' features of the images, not the image files")
     p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in the run dir")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
 
@@ -55,11 +64,18 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError("--metrics is empty; name metrics, `none` to only generate, or leave it out")
         if metrics == ["none"]:
             metrics = []
+    suite_args: dict[str, str] = parse_kv(args.suite_args, "--suite-args")
+    for flag, key in (("data_root", "data_root"), ("prompts", "prompts")):
+        value = getattr(args, flag)
+        if value is not None:
+            if key in suite_args and suite_args[key] != value:
+                raise BenchError(f"--{flag.replace('_', '-')} and --suite-args {key}= disagree; give one of them")
+            suite_args[key] = value
     request = RunRequest(
         method=args.method,
         suite=args.suite,
         method_args=parse_kv(args.method_args),
-        suite_args=parse_kv(args.suite_args, "--suite-args"),
+        suite_args=suite_args,
         metric_args=parse_metric_args(args.metric_args),
         out=args.out,
         run_name=args.run_name,
@@ -70,7 +86,35 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         metrics=metrics,
         overwrite=args.overwrite,
+        save_images=args.save_images,
     )
-    results = Run(request).execute()
-    print(json.dumps(results, indent=2, default=str) if args.json else results_table(results))
+    from bench import distributed
+
+    try:
+        results = Run(request).execute()
+    finally:
+        distributed.shutdown()
+    if results is None:  # a rank other than the main one: the main one reports
+        return 0
+    print(json.dumps(results, indent=2, default=str) if args.json else results_table(results) + "\n"
+          + time_budget(results))
     return 0
+
+
+def time_budget(results: dict) -> str:
+    """One line: where the run's time went (from results.json's timing_s; stages may overlap)."""
+    t = results.get("timing_s", {})
+    parts = []
+    if "load" in t:
+        parts.append(f"load {t['load']:.1f}s")
+    if "generation" in t:
+        stages = [f"{k.split('/', 1)[1]} {t[k]:.1f}s" for k in t if k.startswith("generation/")]
+        parts.append(f"generation {t['generation']:.1f}s" + (f" ({', '.join(stages)})" if stages else ""))
+    if "encode_save" in t:
+        parts.append(f"encode+save {t['encode_save']:.1f}s")
+    for prefix, label in (("features/", "features"), ("reference_features/", "reference features"),
+                          ("text_features/", "text features"), ("metric/", "metric")):
+        parts += [f"{label} {k.split('/', 1)[1]} {v:.1f}s" for k, v in t.items() if k.startswith(prefix)]
+    if "orchestration" in t:
+        parts.append(f"orchestration {t['orchestration']:.1f}s")
+    return f"  time: {', '.join(parts)}; total {t.get('total', 0.0):.1f}s"

@@ -5,7 +5,12 @@ from bench.hookspecs import hookimpl
 
 @hookimpl
 def register_metrics(register):
-    register("fid", "bench.metrics.fid:FID", description="Frechet Inception Distance (clean-fid)", keys=["fid"])
+    register("fid", "bench.metrics.fid:FID", description="Frechet Inception Distance (clean-fid, clean mode)",
+             keys=["fid"])
+    register("kid", "bench.metrics.fid:KID", description="Kernel Inception Distance (same features as FID)",
+             keys=["kid"])
+    register("inception_score", "bench.metrics.fid:InceptionScore",
+             description="Inception Score of the generated images (10 splits)", keys=["inception_score"])
     register("clip_score", "bench.metrics.clip_score:ClipScore",
              description="CLIP score: mean cosine, open_clip ViT-g-14", keys=["clip_score"])
     register("precision_recall", "bench.metrics.precision_recall:PrecisionRecall",

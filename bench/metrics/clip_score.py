@@ -1,8 +1,9 @@
 """Text-image agreement scores computed as the cosine between paired image and text embeddings.
 
 CLIP score (the SBv2 protocol): open_clip ViT-g-14 / laion2b_s12b_b42k, text "A photo depicts " + caption,
-mean raw cosine (about 0.30). HPS (human preference score): the same computation on the HPS model,
-x 100 and averaged per prompt group (HPSv2 style). ``weights=random`` gives seeded random towers.
+mean raw cosine (about 0.30; ``percent=true`` reports it x 100, as some other tools do, for display only).
+HPS (human preference score, :mod:`bench.metrics.hps`): the same computation on the HPS model, x 100 and
+averaged per prompt group (style). ``weights=random`` gives seeded random towers.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from bench.metrics.base import WEIGHTS_OPTION, Metric, MetricContext, MetricResu
 from bench.options import Option
 
 
-def paired_cosine(image_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two equally long feature arrays."""
+def paired_cosine(image_features: Any, text_features: Any) -> np.ndarray:
+    """Row-wise cosine similarity of two equally long feature arrays, in float64."""
     a = np.asarray(image_features, np.float64)
     b = np.asarray(text_features, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image and text features differ in shape: {a.shape} vs {b.shape}")
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return (a * b).sum(axis=1)
@@ -34,7 +37,9 @@ def group_means(scores: np.ndarray, groups: list[str] | None) -> dict[str, float
 
 class _PairedScore(Metric):
     key: str = ""
-    scale: float = 1.0
+
+    def scale(self) -> float:
+        return 1.0
 
     def extractor(self) -> dict[str, Any]:
         spec = {"kind": "clip", "weights": self.args["weights"], "model": self.args["model"], "seed": self.args["seed"]}
@@ -49,10 +54,11 @@ class _PairedScore(Metric):
         spec = self.extractor()
         img = ctx.image_features(spec, "generated")
         txt = ctx.text_features(spec, self.texts(ctx))
-        scores = paired_cosine(img, txt) * self.scale
+        scores = paired_cosine(img, txt) * self.scale()
         values = {self.key: float(scores.mean())}
         values.update({f"{self.key}/{g}": v for g, v in group_means(scores, ctx.groups).items()})
-        return MetricResult(values, self._info(**{k: v for k, v in spec.items() if k != "kind"}))
+        info = {k: v for k, v in spec.items() if k not in ("kind", "weights")}
+        return MetricResult(values, self._info(scale=self.scale(), n=len(scores), **info))
 
 
 class ClipScore(_PairedScore):
@@ -65,9 +71,13 @@ class ClipScore(_PairedScore):
         "weights": WEIGHTS_OPTION,
         "model": Option("ViT-g-14", str),
         "pretrained": Option("laion2b_s12b_b42k", str),
-        "prefix": Option("A photo depicts ", str),
+        "prefix": Option("A photo depicts ", str, help="text put before each caption"),
+        "percent": Option(False, bool, help="report x 100 (display convention of other tools; not the protocol)"),
         "seed": Option(0, int),
     }
+
+    def scale(self) -> float:
+        return 100.0 if self.args["percent"] else 1.0
 
     def texts(self, ctx: MetricContext) -> list[str]:
         return [self.args["prefix"] + p for p in ctx.prompts]

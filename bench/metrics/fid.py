@@ -1,7 +1,17 @@
-"""Frechet Inception Distance."""
+"""Frechet Inception Distance (clean-fid "clean" protocol), Kernel Inception Distance and Inception Score.
+
+All three read the Inception-v3 pool3 features of the shared feature pass (the same ones precision/recall
+uses). Reference statistics (mean and covariance) are cached on disk in the cache directory
+(``$BENCH_CACHE_DIR``), under a key made of the extractor spec (network, weights, clean-fid mode) and a digest
+of the reference features themselves; those features are cached by the run under the suite's reference
+fingerprint and evaluation transform (resolution, crop). Anything that changes the statistics changes the key.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from typing import Any
 
 import numpy as np
@@ -10,9 +20,11 @@ from bench.metrics.base import WEIGHTS_OPTION, Metric, MetricContext, MetricResu
 from bench.options import Option
 
 
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (unbiased) covariance of feature rows, in float64."""
     x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need a 2-D array of at least 2 feature rows, got shape {x.shape}")
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
@@ -26,7 +38,7 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
 
     tr (S1 S2)^(1/2) is computed as the sum of square roots of the eigenvalues of the symmetric PSD
     matrix S1^(1/2) S2 S1^(1/2), which shares its spectrum with S1 S2; this stays real and finite for
-    singular covariances.
+    singular covariances (no regularising offset is needed).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
@@ -39,19 +51,144 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
-class FID(Metric):
-    """FID between generated and reference images on Inception-v3 pool3 features."""
+def frechet_distance_from_features(a: Any, b: Any) -> float:
+    """The Frechet distance between the Gaussians fitted to two feature sets (as ``frechet_distance`` of their
+    ``feature_statistics``), computed without D x D matrices: with centred rows scaled by 1/sqrt(n - 1),
+    S1 = A^T A and S2 = B^T B, and tr (S1 S2)^(1/2) is the sum of the singular values of A B^T (n_a x n_b).
+    Much faster when a set has fewer rows than features."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"need two 2-D feature arrays of equal width and at least 2 rows, got {a.shape}, {b.shape}")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    ca = (a - mu_a) / np.sqrt(len(a) - 1)
+    cb = (b - mu_b) / np.sqrt(len(b) - 1)
+    nuclear = float(np.linalg.svd(ca @ cb.T, compute_uv=False).sum())
+    diff = mu_a - mu_b
+    return float(diff @ diff + (ca * ca).sum() + (cb * cb).sum() - 2.0 * nuclear)
 
-    name = "fid"
-    keys = ("fid",)
+
+def kernel_inception_distance(real: Any, fake: Any, num_subsets: int = 100, max_subset_size: int = 1000,
+                              seed: int = 0) -> tuple[float, float]:
+    """KID: unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over
+    ``num_subsets`` random subsets of size min(n_real, n_fake, max_subset_size) drawn without replacement.
+    Returns (mean, standard deviation over subsets)."""
+    x_all, y_all = np.asarray(fake, np.float64), np.asarray(real, np.float64)
+    d = x_all.shape[1]
+    m = min(len(x_all), len(y_all), max_subset_size)
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples in each set")
+    rng = np.random.default_rng(seed)
+    values = np.empty(num_subsets)
+    off = ~np.eye(m, dtype=bool)
+    for s in range(num_subsets):
+        x = x_all[rng.choice(len(x_all), m, replace=False)]
+        y = y_all[rng.choice(len(y_all), m, replace=False)]
+        kxx = (x @ x.T / d + 1.0) ** 3
+        kyy = (y @ y.T / d + 1.0) ** 3
+        kxy = (x @ y.T / d + 1.0) ** 3
+        values[s] = (kxx[off].sum() + kyy[off].sum()) / (m * (m - 1)) - 2.0 * kxy.sum() / (m * m)
+    return float(values.mean()), float(values.std())
+
+
+def inception_score(probabilities: Any, splits: int = 10) -> tuple[float, float]:
+    """IS = exp(E_x KL(p(y|x) || p(y))), per split of consecutive samples (boundaries i * N // splits);
+    returns (mean, standard deviation over splits)."""
+    p = np.asarray(probabilities, np.float64)
+    n = len(p)
+    if n < splits:
+        raise ValueError(f"Inception Score with {splits} splits needs at least {splits} samples, got {n}")
+    scores = []
+    for i in range(splits):
+        part = p[i * n // splits : (i + 1) * n // splits]
+        marginal = part.mean(axis=0, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(part > 0, part * (np.log(part) - np.log(marginal)), 0.0)
+        scores.append(float(np.exp(terms.sum(axis=1).mean())))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of reference features, cached on disk (see the module docstring for the key)."""
+    from bench.cache import cache_dir
+    from bench.store import atomic_write_bytes
+
+    x = np.ascontiguousarray(features, dtype=np.float64)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(extractor_spec, sort_keys=True, default=str).encode())
+    h.update(repr(x.shape).encode())
+    h.update(memoryview(x).cast("B"))
+    path = cache_dir() / "fid-stats" / f"{extractor_spec.get('kind', 'features')}-{h.hexdigest()}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as cached:
+                return cached["mu"], cached["sigma"]
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: recompute and overwrite
+    mu, sigma = feature_statistics(x)
+    buf = io.BytesIO()
+    np.savez(buf, mu=mu, sigma=sigma, n=np.array(len(x)), spec=np.array(json.dumps(extractor_spec, default=str)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+    return mu, sigma
+
+
+class _InceptionMetric(Metric):
     options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, help="seed of random weights")}
 
     def extractor(self) -> dict[str, Any]:
         return {"kind": "inception", "weights": self.args["weights"], "seed": self.args["seed"]}
 
+
+class FID(_InceptionMetric):
+    """FID between generated and reference images on Inception-v3 pool3 features (clean-fid, "clean")."""
+
+    name = "fid"
+    keys = ("fid",)
+
     def compute(self, ctx: MetricContext) -> MetricResult:
-        gen = ctx.image_features(self.extractor(), "generated")
-        ref = ctx.image_features(self.extractor(), "reference")
-        value = frechet_distance(*feature_statistics(gen), *feature_statistics(ref))
-        return MetricResult({"fid": value}, self._info(features="inception-v3 pool3", n_generated=len(gen),
-                                                      n_reference=len(ref)))
+        spec = self.extractor()
+        gen = ctx.image_features(spec, "generated")
+        ref = ctx.image_features(spec, "reference")
+        if min(len(gen), len(ref)) * 2 <= gen.shape[1]:  # few samples: the n x n form is exact and far cheaper
+            value = frechet_distance_from_features(gen, ref)
+        else:
+            value = frechet_distance(*feature_statistics(gen), *reference_statistics(ref, spec))
+        return MetricResult({"fid": value}, self._info(features="inception-v3 pool3 (clean-fid, clean mode)",
+                                                      n_generated=len(gen), n_reference=len(ref)))
+
+
+class KID(_InceptionMetric):
+    """Kernel Inception Distance on the same Inception features as FID (mean over subsets; std in info)."""
+
+    name = "kid"
+    keys = ("kid",)
+    options = {**_InceptionMetric.options, "subsets": Option(100, int), "subset_size": Option(1000, int),
+               "subset_seed": Option(0, int, help="seed of the subset draws")}
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        spec = self.extractor()
+        gen = ctx.image_features(spec, "generated")
+        ref = ctx.image_features(spec, "reference")
+        mean, std = kernel_inception_distance(ref, gen, self.args["subsets"], self.args["subset_size"],
+                                              self.args["subset_seed"])
+        return MetricResult({"kid": mean}, self._info(kid_std=std, subset_size=min(len(gen), len(ref),
+                                                                                  self.args["subset_size"]),
+                                                      subsets=self.args["subsets"]))
+
+
+class InceptionScore(_InceptionMetric):
+    """Inception Score of the generated images (10 splits; std in info), from the FID feature pass."""
+
+    name = "inception_score"
+    keys = ("inception_score",)
+    options = {**_InceptionMetric.options, "splits": Option(10, int)}
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        from bench.metrics.extractors import build_extractor
+
+        spec = self.extractor()
+        gen = ctx.image_features(spec, "generated")
+        ext = build_extractor(spec).to(getattr(ctx, "device", None))
+        mean, std = inception_score(ext.class_probabilities(gen), self.args["splits"])
+        return MetricResult({"inception_score": mean}, self._info(inception_score_std=std,
+                                                                  splits=self.args["splits"]))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench.errors import BenchError
 from bench.metrics.preprocess import Preprocess
 from bench.options import Option, resolve_options
+
+#: Metrics known to need no reference images (everything else is assumed to need them).
+REFERENCE_FREE_METRICS = frozenset({"clip_score", "hps", "latency"})
 
 
 @dataclass(frozen=True)
@@ -21,15 +27,65 @@ class PromptItem:
     group: str | None = None
 
 
+def decode_image(data: bytes | Path, name: str, what: str = "image",
+                 hint: str = "replace or delete it and run the command again") -> Any:
+    """Encoded bytes or a file -> an RGB PIL image, fully decoded; a truncated or unreadable file is a
+    :class:`BenchError` that names it (and says ``hint``)."""
+    from PIL import Image
+
+    try:
+        source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+        with Image.open(source) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BenchError(f"{what} {name} is truncated or unreadable ({exc}); {hint}") from exc
+
+
+class ReferenceSet:
+    """A suite's reference images: their names, a loader, and a fingerprint that keys cached features."""
+
+    def __init__(self, names: Sequence[str], load: Callable[[int], Any], fingerprint: str) -> None:
+        self.names = list(names)
+        self._load = load
+        self.fingerprint = fingerprint
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, i: int) -> Any:
+        """Reference image ``i`` as an RGB PIL image."""
+        return self._load(i)
+
+    @classmethod
+    def from_files(cls, paths: Sequence[Path], what: str = "reference image") -> ReferenceSet:
+        """Images in files; the fingerprint is made of their names and sizes."""
+        paths = list(paths)
+        h = hashlib.sha256()
+        for p in paths:
+            try:
+                size = p.stat().st_size
+            except OSError as exc:
+                raise BenchError(f"{what} {p} cannot be read ({exc.strerror}); check the data folder") from exc
+            h.update(f"{p.name}:{size}\n".encode())
+        return cls([str(p) for p in paths], lambda i: decode_image(paths[i], str(paths[i]), what),
+                   h.hexdigest()[:16])
+
+
 class Suite(ABC):
     """An evaluation protocol. Subclasses set ``name`` and implement prompts and references."""
 
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
+    #: Options that only say where data lives (a folder, a file); they are recorded in config.json under
+    #: "data" but are not part of the run's identity, so moving the data does not invalidate a run.
+    location_options: ClassVar[tuple[str, ...]] = ()
     #: Metrics run by default, in order.
     default_metrics: ClassVar[tuple[str, ...]] = ()
     #: Image file extension in the run directory ("png" or "jpg").
     image_format: ClassVar[str] = "png"
+    #: JPEG quality when ``image_format`` is "jpg".
+    jpeg_quality: int = 95
     #: Whether numbers from this suite can be set beside published ones (given pretrained metric weights).
     comparable: ClassVar[bool] = True
 
@@ -38,18 +94,34 @@ class Suite(ABC):
 
     @abstractmethod
     def prompts(self) -> list[PromptItem]:
-        """Every sample of the suite, in index order."""
+        """Every sample of the suite, in index order (``prompts()[i].index == i``)."""
+
+    def identity_args(self) -> dict[str, Any]:
+        """The options that define what the suite produces (all but :attr:`location_options`)."""
+        return {k: v for k, v in self.args.items() if k not in self.location_options}
+
+    def location_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.args.items() if k in self.location_options}
+
+    def check_data(self, metrics: Sequence[str]) -> None:
+        """Fail early, in one line, when data the run will need is missing (``metrics``: the run's metrics)."""
+        return None
+
+    def comparability_issues(self) -> list[str]:
+        """Reasons why this run of the suite cannot be set beside published numbers (beyond :attr:`comparable`)."""
+        return []
 
     def reference_images(self) -> list[Path]:
         """Reference image files (empty when the suite has none)."""
         return []
 
+    def reference_set(self) -> ReferenceSet:
+        """The reference images as a :class:`ReferenceSet` (by default: :meth:`reference_images`)."""
+        return ReferenceSet.from_files(self.reference_images())
+
     def reference_fingerprint(self) -> str:
-        """Identifies the reference set for caching its features: names and sizes of the files."""
-        h = hashlib.sha256()
-        for p in self.reference_images():
-            h.update(f"{p.name}:{p.stat().st_size}\n".encode())
-        return h.hexdigest()[:16]
+        """Identifies the reference set for caching its features."""
+        return self.reference_set().fingerprint
 
     def preprocess(self) -> Preprocess:
         """The evaluation transform for generated and reference images."""
@@ -64,12 +136,15 @@ class Suite(ABC):
         return f"images/{index:05d}.{self.image_format}"
 
     def protocol(self) -> dict[str, Any]:
-        """Everything that defines the protocol, for config.json."""
-        return {
+        """Everything that defines the protocol, for config.json (and the run's identity)."""
+        out = {
             "suite": self.name,
-            "options": self.args,
+            "options": self.identity_args(),
             "num_prompts": len(self.prompts()),
             "preprocess": self.preprocess().as_dict(),
             "metric_options": self.metric_options(),
             "image_format": self.image_format,
         }
+        if self.image_format == "jpg":
+            out["jpeg_quality"] = self.jpeg_quality
+        return out

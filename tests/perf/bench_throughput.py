@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "eager": {},
     "channels_last": {"channels_last": True},
     "compile+graphs": {"channels_last": True, "cuda_graphs": True, "compile": True},
+    "compile": {"compile": True},
+    "compile+graphs-nchw": {"cuda_graphs": True, "compile": True},
 }
 
 

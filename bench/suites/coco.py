@@ -1,0 +1,292 @@
+"""``coco30k``: the zero-shot MS-COCO 2014 benchmark (FID-30K, CLIP score, precision/recall, density/coverage).
+
+Data: a COCO root folder given by ``--data-root`` (suite option ``data_root``), else ``$BENCH_COCO_ROOT``,
+else ``<cache>/coco`` (where ``python -m bench data coco`` puts it). It holds
+
+* ``annotations/captions_val2014.json`` or the official ``annotations_trainval2014.zip``, and
+* ``val2014/`` (the 40,504 validation images) or the official ``val2014.zip``.
+
+Prompts (selection rule v1): captions are grouped by image; a caption's text is stripped and its runs of
+white space collapsed to one space; empty captions are dropped. Images are ordered by the BLAKE2b-64 digest
+of ``"<prompt_seed>:image:<image id>"`` and the first ``num_prompts`` (30,000) are kept, in that order, so any
+``--limit N`` is the first N of the same list. For each kept image, its captions are sorted by annotation id
+and the one at position ``digest("<prompt_seed>:caption:<image id>") mod count`` is used. The rule uses only
+hashlib, so it gives the same list on every machine and library version. ``--prompts FILE`` (option
+``prompts``) replaces the selection with a file: one caption per line (blank lines skipped) or a JSON list of
+strings, e.g. another paper's exact 30K list.
+
+Reference set: every ``*.jpg`` in val2014 (from the folder or the zip), sorted by name; its features are cached
+in the cache directory, keyed by the names and sizes of the files. Generated and reference images go through
+the same transform: centre crop, Lanczos resize to 256 x 256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.cache import cache_dir
+from bench.errors import BenchError
+from bench.options import Option
+from bench.suites.base import REFERENCE_FREE_METRICS, PromptItem, ReferenceSet, Suite, decode_image
+
+COCO_ROOT_ENV = "BENCH_COCO_ROOT"
+ANNOTATION_FILE = "annotations/captions_val2014.json"
+ANNOTATION_ZIP = "annotations_trainval2014.zip"
+IMAGES_DIR = "val2014"
+IMAGES_ZIP = "val2014.zip"
+PROTOCOL_PROMPTS = 30_000
+PROTOCOL_REFERENCE_IMAGES = 40_504
+SELECTION_RULE = "v1"
+FETCH_HINT = "download it with `python -m bench data coco --root DIR`"
+REFERENCE_HINT = ("replace it with the original from val2014.zip (`python -m bench data coco --root DIR` fetches it) "
+                  "and run the command again")
+
+
+def default_coco_root() -> Path:
+    """``$BENCH_COCO_ROOT``, else ``<cache>/coco``."""
+    env = os.environ.get(COCO_ROOT_ENV)
+    return Path(env).expanduser() if env else cache_dir() / "coco"
+
+
+def normalize_caption(text: Any) -> str:
+    """Strip a caption and collapse its runs of white space."""
+    return " ".join(str(text).split())
+
+
+def _rank_key(seed: int, *parts: Any) -> bytes:
+    return hashlib.blake2b(":".join([str(int(seed)), *map(str, parts)]).encode(), digest_size=8).digest()
+
+
+def select_captions(annotation: Any, n: int, seed: int = 0, source: str = "the annotation file") -> list[tuple[int, str]]:
+    """``n`` (image id, caption) pairs from a COCO captions annotation, one caption per image (rule v1)."""
+    anns = annotation.get("annotations") if isinstance(annotation, dict) else None
+    by_image: dict[int, list[tuple[int, str]]] = {}
+    for k, ann in enumerate(anns if isinstance(anns, list) else []):
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            continue
+        text = normalize_caption(ann.get("caption") or "")
+        if text:
+            by_image.setdefault(int(ann["image_id"]), []).append((int(ann.get("id", k)), text))
+    if not by_image:
+        raise BenchError(f"{source} holds no captions (no 'annotations' entries with a 'caption'); it must be "
+                         f"COCO's captions_val2014.json: {FETCH_HINT}")
+    if n > len(by_image):
+        raise BenchError(f"{source} has captions for {len(by_image)} images, fewer than num_prompts={n} (one caption "
+                         "per image); pass --suite-args num_prompts=N with N <= "
+                         f"{len(by_image)}, or --limit for a quick subset")
+    order = sorted(by_image, key=lambda image_id: _rank_key(seed, "image", image_id))[:n]
+    out = []
+    for image_id in order:
+        captions = sorted(by_image[image_id])
+        pick = int.from_bytes(_rank_key(seed, "caption", image_id), "little") % len(captions)
+        out.append((image_id, captions[pick][1]))
+    return out
+
+
+def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
+    """Prompts from a text file (one per line, blank lines skipped) or a JSON list of strings."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise BenchError(f"prompt file {p} is a folder; pass a text file with one caption per line or a JSON list")
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise BenchError(f"prompt file {p} does not exist; check the path given to --prompts") from None
+    except OSError as exc:
+        raise BenchError(f"prompt file {p} cannot be read ({exc.strerror}); check its permissions") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"prompt file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8 with one caption "
+                         "per line") from exc
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"prompt file {p} starts like JSON but is not valid JSON ({exc.msg}, line {exc.lineno}); "
+                             "write a JSON list of strings or one caption per line") from exc
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise BenchError(f"prompt file {p} must hold a JSON list of strings")
+        prompts = [x.strip() for x in data if x.strip()]
+    else:
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise BenchError(f"prompt file {p} holds no prompts; write one caption per line or a JSON list of strings")
+    return prompts
+
+
+class CocoData:
+    """A COCO 2014 root: the captions annotation and the val2014 images, extracted or as the official zips."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+
+    def _where(self) -> str:
+        return (f"a COCO root must hold {ANNOTATION_FILE} (or {ANNOTATION_ZIP}) and {IMAGES_DIR}/ (or {IMAGES_ZIP}); "
+                f"{FETCH_HINT}, or point --data-root / ${COCO_ROOT_ENV} at it")
+
+    def check_root(self) -> None:
+        if not self.root.exists():
+            raise BenchError(f"COCO root {self.root} does not exist; {self._where()}")
+        if not self.root.is_dir():
+            raise BenchError(f"COCO root {self.root} is not a folder; {self._where()}")
+
+    def annotation_source(self) -> str:
+        self.check_root()
+        if (self.root / ANNOTATION_FILE).is_file():
+            return str(self.root / ANNOTATION_FILE)
+        if (self.root / ANNOTATION_ZIP).is_file():
+            return f"{self.root / ANNOTATION_ZIP}:{ANNOTATION_FILE}"
+        raise BenchError(f"COCO root {self.root} has no {ANNOTATION_FILE} (nor {ANNOTATION_ZIP}); {self._where()}")
+
+    def read_annotation(self) -> tuple[Any, str]:
+        """The parsed captions annotation and a description of where it came from."""
+        source = self.annotation_source()
+        try:
+            if (self.root / ANNOTATION_FILE).is_file():
+                raw = (self.root / ANNOTATION_FILE).read_bytes()
+            else:
+                with zipfile.ZipFile(self.root / ANNOTATION_ZIP) as zf:
+                    try:
+                        raw = zf.read(ANNOTATION_FILE)
+                    except KeyError:
+                        raise BenchError(f"{self.root / ANNOTATION_ZIP} has no member {ANNOTATION_FILE}; "
+                                         f"{FETCH_HINT}") from None
+            return json.loads(raw), source
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise BenchError(f"cannot read {source} ({exc}); {FETCH_HINT}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BenchError(f"{source} is not valid JSON ({exc}); the file is damaged: {FETCH_HINT}") from exc
+
+    def images_source(self) -> Path:
+        self.check_root()
+        if (self.root / IMAGES_DIR).is_dir():
+            return self.root / IMAGES_DIR
+        if (self.root / IMAGES_ZIP).is_file():
+            return self.root / IMAGES_ZIP
+        raise BenchError(f"COCO root {self.root} has no {IMAGES_DIR}/ folder (nor {IMAGES_ZIP}) with the reference "
+                         f"images; {self._where()}")
+
+    def reference_set(self) -> ReferenceSet:
+        """Every val2014 JPEG, sorted by name."""
+        source = self.images_source()
+        h = hashlib.sha256()
+        if source.is_dir():
+            entries = sorted((e.name, e.stat().st_size) for e in os.scandir(source)
+                             if e.name.lower().endswith((".jpg", ".jpeg")) and e.is_file())
+            for name, size in entries:
+                h.update(f"{name}:{size}\n".encode())
+            names = [n for n, _ in entries]
+            folder = source
+
+            def load(i: int) -> Any:
+                return decode_image(folder / names[i], str(folder / names[i]), "reference image", REFERENCE_HINT)
+
+        else:
+            try:
+                with zipfile.ZipFile(source) as zf:
+                    infos = sorted((i for i in zf.infolist() if not i.is_dir()
+                                    and i.filename.lower().endswith((".jpg", ".jpeg"))), key=lambda i: i.filename)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise BenchError(f"{source} is not a readable zip ({exc}); {FETCH_HINT}") from exc
+            for info in infos:
+                h.update(f"{Path(info.filename).name}:{info.file_size}:{info.CRC}\n".encode())
+            names = [i.filename for i in infos]
+            local = threading.local()
+
+            def load(i: int) -> Any:
+                label = f"{source}:{names[i]}"
+                try:
+                    zf = getattr(local, "zf", None)
+                    if zf is None:
+                        zf = local.zf = zipfile.ZipFile(source)
+                    data = zf.read(names[i])
+                except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+                    raise BenchError(f"reference image {label} is truncated or unreadable ({exc}); val2014.zip is "
+                                     f"damaged: delete it and {FETCH_HINT}") from exc
+                return decode_image(data, label, "reference image", f"val2014.zip is damaged: delete it and "
+                                    f"{FETCH_HINT}")
+
+        if not names:
+            raise BenchError(f"{source} holds no .jpg images; {self._where()}")
+        return ReferenceSet(names, load, h.hexdigest()[:16])
+
+
+class Coco30kSuite(Suite):
+    """MS-COCO 2014 validation: 30,000 captions, reference = all 40,504 val2014 images."""
+
+    name = "coco30k"
+    options = {
+        "data_root": Option(None, str, help=f"COCO root (default: ${COCO_ROOT_ENV}, else <cache>/coco)"),
+        "prompts": Option(None, str, help="file with one caption per line, or a JSON list; replaces the selection"),
+        "num_prompts": Option(PROTOCOL_PROMPTS, int, help="captions selected from the annotation"),
+        "prompt_seed": Option(0, int, help="seed of the caption selection"),
+    }
+    location_options = ("data_root", "prompts")
+    default_metrics = ("fid", "clip_score", "precision_recall", "density_coverage")
+    image_format = "png"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.args["num_prompts"] < 1:
+            raise BenchError(f"suite coco30k: num_prompts must be at least 1, got {self.args['num_prompts']}")
+        self.data = CocoData(self.args["data_root"] or default_coco_root())
+        self._items: list[PromptItem] | None = None
+        self._source = ""
+        self._reference: ReferenceSet | None = None
+
+    def prompts(self) -> list[PromptItem]:
+        if self._items is None:
+            if self.args["prompts"]:
+                texts = read_prompt_file(self.args["prompts"])
+                self._source = "file"
+            else:
+                annotation, where = self.data.read_annotation()
+                pairs = select_captions(annotation, self.args["num_prompts"], self.args["prompt_seed"], where)
+                texts = [caption for _, caption in pairs]
+                self._source = f"captions_val2014.json, selection rule {SELECTION_RULE}"
+            self._items = [PromptItem(i, t) for i, t in enumerate(texts)]
+        return self._items
+
+    def location_args(self) -> dict[str, Any]:
+        prompts = self.args["prompts"]
+        return {"data_root": str(self.data.root), "prompts": str(Path(prompts).expanduser()) if prompts else None}
+
+    def check_data(self, metrics: Sequence[str]) -> None:
+        self.prompts()
+        if any(m not in REFERENCE_FREE_METRICS for m in metrics):
+            self.reference_set()
+
+    def reference_set(self) -> ReferenceSet:
+        if self._reference is None:
+            self._reference = self.data.reference_set()
+        return self._reference
+
+    def comparability_issues(self) -> list[str]:
+        issues = []
+        n = len(self.prompts())
+        if n != PROTOCOL_PROMPTS:
+            issues.append(f"{n} prompts instead of the protocol's {PROTOCOL_PROMPTS}")
+        try:
+            refs = len(self.reference_set())
+        except BenchError:
+            refs = None
+        if refs is not None and refs != PROTOCOL_REFERENCE_IMAGES:
+            issues.append(f"{refs} reference images instead of all {PROTOCOL_REFERENCE_IMAGES} of val2014")
+        return issues
+
+    def protocol(self) -> dict[str, Any]:
+        items = self.prompts()
+        digest = hashlib.sha256("\n".join(it.prompt for it in items).encode()).hexdigest()
+        options = self.identity_args()
+        if self.args["prompts"]:
+            options = {k: v for k, v in options.items() if k not in ("num_prompts", "prompt_seed")}
+        return {**super().protocol(), "options": options, "prompt_source": self._source, "prompts_sha256": digest,
+                "reference": f"all *.jpg of {IMAGES_DIR} (protocol: {PROTOCOL_REFERENCE_IMAGES})"}
