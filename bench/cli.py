@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 from collections.abc import Sequence
 
-from bench.errors import BenchError
+from bench.errors import BenchError, run_guarded
 
 #: Sub-command name -> module under bench.commands.
 COMMANDS = {
@@ -46,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for user errors, with a one-line message on stderr)."""
     for var in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
         os.environ.setdefault(var, "error")
-    try:
+
+    def command() -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not args.command:
@@ -54,13 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         module = importlib.import_module(COMMANDS[args.command])
         return int(module.run(args) or 0)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted; finished work is kept and a re-run resumes it", file=sys.stderr)
-        return 130
 
+    return run_guarded("bench", command, "finished work is kept and a re-run resumes it")
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

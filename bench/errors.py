@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class BenchError(Exception):
     """A user-facing error: bad input, missing data or weights, an unknown name.
@@ -10,3 +13,15 @@ class BenchError(Exception):
     """
 
     exit_code = 2
+
+
+def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str) -> int:
+    """Run a CLI command; a :class:`BenchError` becomes ``<prog>: error: <message>`` and its exit status."""
+    try:
+        return int(command() or 0)
+    except BenchError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
+        return 130

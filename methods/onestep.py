@@ -71,6 +71,25 @@ def place(module: Any, device: Any, dtype: Any) -> Any:
     return module.eval().requires_grad_(False)
 
 
+class LatentShapes:
+    """``noise_shape`` and ``image_size`` of a generator holding ``self.unet`` and ``self.vae``."""
+
+    unet: Any
+    vae: Any
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        size = self.unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return (self.unet.config.in_channels, h, w)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        factor = vae_scale_factor(self.vae)
+        _, h, w = self.noise_shape
+        return (h * factor, w * factor)
+
+
 class CudaGraphStage:
     """Replays a tensor -> tensor function as a CUDA graph, one graph per input shape.
 
@@ -121,7 +140,7 @@ class CudaGraphStage:
         return static_in, static_out, graph
 
 
-class OneStepGenerator(Generator):
+class OneStepGenerator(LatentShapes, Generator):
     """A generator made of SD-style components and one UNet evaluation at ``t = 999``.
 
     Subclasses provide :meth:`build_components`; everything else is shared. Optional ``--method-args`` read
@@ -177,17 +196,6 @@ class OneStepGenerator(Generator):
         """Stages whose CUDA-graph capture failed (they ran eagerly), with the reasons."""
         return {k: g.failures for k, g in (self._graphs or {}).items() if g.failures}
 
-    @property
-    def noise_shape(self) -> tuple[int, ...]:
-        size = self.unet.config.sample_size
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        return (self.unet.config.in_channels, h, w)
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        factor = vae_scale_factor(self.vae)
-        _, h, w = self.noise_shape
-        return (h * factor, w * factor)
 
     def _run(self, stage: str, fn: Callable[..., Any], *inputs: Any) -> Any:
         graphs = getattr(self, "_graphs", None)

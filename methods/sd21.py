@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from bench.generator import Generator
 from bench.options import Option
 from methods.loading import COMMON_OPTIONS, RANDOM, Built, build_sd, prepare_modules, scheduler_from_config
-from methods.onestep import latents_to_images, place, vae_scale_factor
+from methods.onestep import LatentShapes, latents_to_images, place
 
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
 
@@ -37,7 +37,7 @@ MULTISTEP_OPTIONS: dict[str, Option] = {
 }
 
 
-class MultiStepGenerator(Generator):
+class MultiStepGenerator(LatentShapes, Generator):
     """Text encoder -> ``steps`` UNet evaluations through a diffusers scheduler (with CFG) -> VAE decoder.
 
     Subclasses provide :meth:`build`; the caller's noise is the initial latent (scaled by the scheduler's
@@ -80,17 +80,6 @@ class MultiStepGenerator(Generator):
         """Whether classifier-free guidance is on (guidance > 1)."""
         return float(self.args["guidance"]) > 1.0
 
-    @property
-    def noise_shape(self) -> tuple[int, ...]:
-        size = self.unet.config.sample_size
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        return (self.unet.config.in_channels, h, w)
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        factor = vae_scale_factor(self.vae)
-        _, h, w = self.noise_shape
-        return (h * factor, w * factor)
 
     @property
     def num_function_evaluations(self) -> int:

@@ -15,25 +15,18 @@ import multiprocessing
 import os
 import signal
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import use_toy
+from helpers import run_cli
 
 from bench import hookimpl, plugins
 from bench.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def coco_args(root: Path, out: Path, *extra: str, n: int = 10, batch: int = 2) -> list[str]:

@@ -3,25 +3,15 @@ hpsv2 image layout read back the way the hpsv2 package reads it, and a run with 
 
 from __future__ import annotations
 
-import io
 import json
 import os
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench.cli import main
+from helpers import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
 
 
 # -- coco30k ----------------------------------------------------------------------------------------------------

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 
-from bench.errors import BenchError
+from bench.errors import BenchError, run_guarded
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,20 +100,16 @@ COMMANDS = {"distill": _distill, "export": _export, "merge": _merge, "presets": 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for user errors, with a one-line message on stderr)."""
-    try:
+
+    def command() -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not args.command:
             parser.print_help()
             return 2
         return int(COMMANDS[args.command](args) or 0)
-    except BenchError as exc:
-        print(f"training: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("training: interrupted; resume with --resume latest", file=sys.stderr)
-        return 130
 
+    return run_guarded("training", command, "resume with --resume latest")
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -33,6 +33,7 @@ from typing import Any
 
 from bench.cache import cache_dir
 from bench.errors import BenchError
+from bench.metrics.preprocess import preprocess_options
 from bench.options import Option
 from bench.suites.base import REFERENCE_FREE_METRICS, PromptItem, ReferenceSet, Suite, decode_image
 
@@ -228,6 +229,7 @@ class Coco30kSuite(Suite):
         "prompts": Option(None, str, help="file with one caption per line, or a JSON list; replaces the selection"),
         "num_prompts": Option(PROTOCOL_PROMPTS, int, help="captions selected from the annotation"),
         "prompt_seed": Option(0, int, help="seed of the caption selection"),
+        **preprocess_options(),
     }
     location_options = ("data_root", "prompts")
     default_metrics = ("fid", "clip_score", "precision_recall", "density_coverage")
@@ -270,7 +272,7 @@ class Coco30kSuite(Suite):
         return self._reference
 
     def comparability_issues(self) -> list[str]:
-        issues = []
+        issues = self.preprocess_deviations()
         n = len(self.prompts())
         if n != PROTOCOL_PROMPTS:
             issues.append(f"{n} prompts instead of the protocol's {PROTOCOL_PROMPTS}")

@@ -12,7 +12,7 @@ folder). Samples are interleaved across styles (sample ``k`` is prompt ``k // 4`
 ``image.save(path)`` gives, as the hpsv2 instructions do); ``--suite-args jpeg_quality=Q`` changes it.
 
 Scoring reads the decoded JPEG, like hpsv2: images are scored after the JPEG round trip, never from the
-uncompressed generator output. The HPS model's own transform (resize to 224, centre crop) is the only
+uncompressed generator output. The HPS model's own transform (longer side resized to 224, zero-padded to a square) is the only
 preprocessing.
 """
 

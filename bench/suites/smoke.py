@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bench.cache import cache_dir
+from bench.metrics.preprocess import preprocess_options
 from bench.store import atomic_write_bytes
 from bench.suites.base import PromptItem, Suite
 
@@ -48,6 +49,7 @@ class SmokeSuite(Suite):
     name = "smoke"
     default_metrics = ("fid", "precision_recall", "density_coverage", "clip_score", "hps", "latency")
     comparable = False
+    options = preprocess_options()
 
     def prompts(self) -> list[PromptItem]:
         text = resources.files("bench.suites").joinpath("data/smoke_prompts.txt").read_text(encoding="utf-8")
