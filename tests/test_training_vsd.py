@@ -12,15 +12,6 @@ from methods.components import SD_SCHEDULER_CONFIG
 from training import vsd
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks run faster (and more reproducibly) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_alphas_match_diffusers_scheduler():
     from diffusers import DDPMScheduler
 
