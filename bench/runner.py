@@ -602,7 +602,8 @@ class _Sink:
         if getattr(self.device, "type", "") == "cuda":
             import torch
 
-            torch.cuda.set_device(self.device)
+            if self.device.index is not None:  # a bare "cuda" already means the current device
+                torch.cuda.set_device(self.device)
 
     def _main(self) -> None:
         try:
