@@ -86,9 +86,12 @@ def _save_npz(path: Path, **arrays: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def features_in_batches(extractor: Extractor, images: np.ndarray) -> np.ndarray:
-    """Features of preprocessed uint8 images (N, H, W, 3), in calls of at most :data:`FEATURE_BATCH` images."""
-    rows = [np.asarray(extractor.image_features(images[s : s + FEATURE_BATCH]), dtype=np.float64)
+def features_in_batches(extractor: Extractor, images: np.ndarray, prepared: bool = False) -> np.ndarray:
+    """Features of evaluation-transformed uint8 images (N, H, W, 3), in calls of at most :data:`FEATURE_BATCH`
+    images. ``prepared``: the rows already went through ``extractor.prepare`` (done in a thread pool by the
+    callers that care about speed); the features are the same either way."""
+    call = extractor.forward if prepared else extractor.image_features
+    rows = [np.asarray(call(images[s : s + FEATURE_BATCH]), dtype=np.float64)
             for s in range(0, len(images), FEATURE_BATCH)]
     return np.concatenate(rows) if rows else np.zeros((0, 0))
 
@@ -129,10 +132,11 @@ class GeneratedFeatures:
         return out
 
 
-def _load_preprocessed(path: Path, preprocess: Preprocess) -> np.ndarray:
+def _load_prepared(path: Path, preprocess: Preprocess, extractor: Extractor) -> np.ndarray:
+    """A saved image, decoded, evaluation-transformed and prepared for ``extractor``."""
     from bench.suites.base import decode_image
 
-    return preprocess(decode_image(path, str(path), "generated image"))
+    return extractor.prepare(preprocess(decode_image(path, str(path), "generated image")))
 
 
 class FeatureStore:
@@ -220,8 +224,8 @@ class FeatureStore:
                             f"features {ext.kind} of sample {unsaved[0]['index']} were not kept and its image was "
                             "not saved (--no-save-images); re-run with --overwrite to generate them again")
                     paths = [self.store.path / r["path"] for r in rows]
-                    images = np.stack(list(pool.map(lambda p: _load_preprocessed(p, self.preprocess), paths)))
-                    feats = features_in_batches(ext, images)
+                    batch = np.stack(list(pool.map(lambda p: _load_prepared(p, self.preprocess, ext), paths)))
+                    feats = features_in_batches(ext, batch, prepared=True)
                     cache.write_chunk([r["index"] for r in rows], [r["sha256"] for r in rows], feats,
                                       json.dumps(ext.spec()))
                     for r, f in zip(rows, feats, strict=True):
@@ -248,7 +252,7 @@ class FeatureStore:
         rows: list[np.ndarray] = []
 
         def load(i: int) -> np.ndarray:
-            return self.preprocess(refs.load(i))
+            return ext.prepare(self.preprocess(refs.load(i)))
 
         with ThreadPoolExecutor(self.workers) as pool, _progress(len(refs), f"features {ext.kind} (reference)") as bar:
             batches = [range(s, min(s + FEATURE_BATCH, len(refs))) for s in range(0, len(refs), FEATURE_BATCH)]
@@ -266,7 +270,7 @@ class FeatureStore:
                         for f in group:
                             f.cancel()
                     raise
-                rows.append(features_in_batches(ext, images))
+                rows.append(features_in_batches(ext, images, prepared=True))
                 bar(len(images))
         feats = np.concatenate(rows)
         _save_npz(path, features=feats, spec=np.array(json.dumps(ext.spec())))

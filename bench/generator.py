@@ -53,6 +53,13 @@ class Generator(ABC):
         raise NotImplementedError
 
     @property
+    def fixed_batch(self) -> bool:
+        """True when the loaded generator is fastest at one batch shape (compiled or replayed as CUDA graphs).
+        A run then generates its last, shorter chunk padded to the full batch size (the padding is thrown
+        away) rather than compiling or capturing the networks again for one odd shape."""
+        return False
+
+    @property
     def num_function_evaluations(self) -> int:
         """Denoiser evaluations per image (NFE), as tables report it."""
         return 1

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +166,8 @@ class Run:
             raise BenchError(f"--batch-size must be at least 1, got {request.batch_size}")
         if request.limit is not None and request.limit < 1:
             raise BenchError(f"--limit must be at least 1, got {request.limit}")
+        if request.workers is not None and request.workers < 1:
+            raise BenchError(f"--workers must be at least 1, got {request.workers}")
         reg = plugins.current()
         # Resolve every name first, so a typo fails before anything heavy happens.
         self.method_entry = reg.methods.get(request.method)
@@ -213,7 +215,8 @@ class Run:
             "seed": req.seed,
             "noise": "sample i: torch.randn(float32, CPU generator seeded with blake2b('<seed>:<i>')[:8])",
             "chunking": "chunks of batch_size consecutive samples; chunk c generated as one batch on rank "
-                        "c % world_size",
+                        "c % world_size; a shorter last chunk is padded to batch_size when the generator runs "
+                        "at a fixed batch shape (compile, CUDA graphs)",
             "dtype": req.dtype,
             "device": req.device,
             "batch_size": req.batch_size,
@@ -350,10 +353,15 @@ class Run:
             for full, part in todo:
                 sink.check()
                 idx = [it.index for it in full]
+                prompts = [it.prompt for it in full]
+                pad = self.req.batch_size - len(full) if gen.fixed_batch else 0
+                if pad > 0:  # the last chunk, at the compiled batch shape; the padding's images are dropped
+                    idx += range(idx[-1] + 1, idx[-1] + 1 + pad)
+                    prompts += prompts[-1:] * pad
                 with sink.compute_lock, torch.no_grad():
                     start = time.perf_counter()
                     noise = batch_noise(self.req.seed, idx, gen.noise_shape, device=gen.device, dtype=gen.dtype)
-                    images = staged(noise, [it.prompt for it in full])
+                    images = staged(noise, prompts)
                     images8, flags = to_uint8_and_flags(images[: len(part)])
                     timings.add("generation", time.perf_counter() - start)
                     staged.collect()
@@ -467,6 +475,8 @@ class _Sink:
         self._journal = None
         self._bar: Any = None
         self._total = 0
+        self._ready = threading.Event()  # set once the streamed networks are built (or failed to build)
+        self.preprocess = run.suite.preprocess()
         # On a CPU, the generator and the feature networks share the same cores (and OpenMP pools): running
         # them at once only makes both wait on each other, so they take turns. On a GPU they overlap.
         self.compute_lock: Any = (threading.Lock() if getattr(device, "type", str(device)) == "cpu"
@@ -517,6 +527,7 @@ class _Sink:
     def abort(self) -> None:
         """Stop without waiting for pending chunks (after an error in the generating thread). A chunk whose
         features are being computed is still finished and journaled; queued ones are dropped."""
+        self._ready.set()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
@@ -537,14 +548,14 @@ class _Sink:
 
     # -- pool workers -----------------------------------------------------------------------------
     def _prepare(self, it: Any, image8: np.ndarray, flag: str | None, done_row: dict[str, Any] | None) -> Any:
-        """(new manifest row or None, encoded bytes or None, sha256, pixels for features)."""
+        """(new manifest row or None, sha256, {network key: prepared input}), all the per-image CPU work."""
         if done_row is not None:  # finished earlier: keep the file; its pixels feed the chunk's features
             path = self.store.path / done_row["path"] if done_row.get("path") else None
             if path is not None and path.is_file():
-                pixels = decode_pixels(path.read_bytes(), str(path))
-            else:
-                pixels = self._as_saved(image8, None, str(it.index))
-            return None, done_row["sha256"], pixels
+                return None, done_row["sha256"], self._network_inputs(lambda: decode_pixels(path.read_bytes(),
+                                                                                             str(path)))
+            return None, done_row["sha256"], self._network_inputs(lambda: self._as_saved(image8, None,
+                                                                                          str(it.index)))
         start = time.perf_counter()
         fmt = self.suite.image_format
         data = encode_image(image8, fmt, self.suite.jpeg_quality)
@@ -559,7 +570,7 @@ class _Sink:
         row = {"index": it.index, "prompt": it.prompt, "group": it.group, "seed": self.run.req.seed,
                "sample_seed": _sample_seed(self.run.req.seed, it.index), "flag": flag,
                "path": rel if self.save else None, "sha256": sha}
-        return row, sha, (image8, data)
+        return row, sha, self._network_inputs(lambda: self._as_saved(image8, data, "generated image"))
 
     def _as_saved(self, image8: np.ndarray, data: bytes | None, name: str) -> np.ndarray:
         """The pixels a reader of the saved file gets (PNG is lossless; JPEG is decoded)."""
@@ -569,11 +580,21 @@ class _Sink:
             data = encode_image(image8, self.suite.image_format, self.suite.jpeg_quality)
         return decode_pixels(data, name)
 
-    def _features_input(self, item: Any) -> np.ndarray:
-        pixels = item
-        if isinstance(item, tuple):
-            pixels = self._as_saved(item[0], item[1], "generated image")
-        return self.run.suite.preprocess()(pixels)
+    def _network_inputs(self, pixels: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:
+        """Each streamed network's prepared input for one image: evaluation transform, then the network's own
+        per-image step (waits until the sink thread has built the networks)."""
+        self._ready.wait()
+        if not self.extractors:
+            return {}
+        start = time.perf_counter()
+        x = self.preprocess(pixels())
+        self.timings.add("prepare/eval_transform", time.perf_counter() - start)
+        out = {}
+        for key, ext in self.extractors.items():
+            start = time.perf_counter()
+            out[key] = ext.prepare(x)
+            self.timings.add(f"prepare/{key}", time.perf_counter() - start)
+        return out
 
     # -- the sink thread --------------------------------------------------------------------------
     def _build_extractors(self) -> None:
@@ -608,7 +629,10 @@ class _Sink:
     def _main(self) -> None:
         try:
             self._use_device()
-            self._build_extractors()
+            try:
+                self._build_extractors()
+            finally:
+                self._ready.set()
             if len(self.extractors) > 1 and isinstance(self.compute_lock, contextlib.nullcontext):
                 self._feature_pool = ThreadPoolExecutor(len(self.extractors), thread_name_prefix="bench-features",
                                                         initializer=self._use_device)
@@ -640,18 +664,17 @@ class _Sink:
         results = [f.result() for f in futures]
         rows = [r[0] for r in results if r[0] is not None]
         if self.extractors:
-            assert self._pool is not None
-            images = np.stack(list(self._pool.map(self._features_input, [r[2] for r in results])))
             indices = [it.index for it in chunk]
             shas = [r[1] for r in results]
 
             def extract(item: tuple[str, Any]) -> np.ndarray:
                 key, ext = item
+                batch = np.stack([r[2][key] for r in results])
                 with self.compute_lock, self.timings.time(f"features/{key}"):
-                    return features_in_batches(ext, images)
+                    return features_in_batches(ext, batch, prepared=True)
 
             jobs = list(self.extractors.items())
-            if self._feature_pool is not None:  # GPU: the networks' own CPU-side preprocessing overlaps
+            if self._feature_pool is not None:  # GPU: the networks run at once
                 outputs = list(self._feature_pool.map(extract, jobs))
             else:
                 outputs = [extract(job) for job in jobs]

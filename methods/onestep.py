@@ -192,6 +192,11 @@ class OneStepGenerator(LatentShapes, Generator):
             }
             self.runtime["cuda_graphs"] = True
 
+    @property
+    def fixed_batch(self) -> bool:
+        runtime = getattr(self, "runtime", {})
+        return bool(runtime.get("compile") or runtime.get("cuda_graphs"))
+
     def graph_failures(self) -> dict[str, list[str]]:
         """Stages whose CUDA-graph capture failed (they ran eagerly), with the reasons."""
         return {k: g.failures for k, g in (self._graphs or {}).items() if g.failures}

@@ -154,7 +154,7 @@ class ToyExtractor(Extractor):
     def build(self) -> Any:
         return np.random.default_rng(self.seed).standard_normal((8 * 8 * 3, 12))
 
-    def image_features(self, images: np.ndarray) -> np.ndarray:
+    def forward(self, images: np.ndarray) -> np.ndarray:
         b, h, w, _ = images.shape
         thumbs = images.reshape(b, 8, h // 8, 8, w // 8, 3).mean(axis=(2, 4)) / 255.0
         return thumbs.reshape(b, -1) @ self.model

@@ -365,3 +365,55 @@ def test_a_limit_run_extends_to_exactly_the_full_run(coco_root, tmp_path, toy):
     assert snapshot(grown) == snapshot(full_dir)
     assert json.loads((grown / "results.json").read_text())["metrics"] == \
         json.loads((full_dir / "results.json").read_text())["metrics"]
+
+
+def test_fixed_batch_generators_get_the_last_chunk_padded(coco_root, tmp_path, toy):
+    """A compiled generator sees one batch shape only: the run's last, shorter chunk is padded to the batch
+    size and only the wanted images are kept; they match the unpadded run up to batched-kernel rounding."""
+    from PIL import Image
+
+    from methods.tiny import TinyGenerator
+
+    class Fixed(TinyGenerator):
+        name = "fixed"
+        calls: list[int] = []
+
+        @property
+        def fixed_batch(self) -> bool:
+            return True
+
+        def encode_prompts(self, prompts):
+            Fixed.calls.append(len(prompts))
+            return super().encode_prompts(prompts)
+
+    class FixedPlugin:
+        @hookimpl
+        def register_methods(self, register):
+            register("fixed", Fixed)
+
+    plugins.register_plugin(FixedPlugin(), name="fixed")
+    args = coco_args(coco_root, tmp_path / "fixed", n=7, batch=3)
+    args[args.index("tiny")] = "fixed"
+    rc, _, err = run_cli(*args)
+    assert rc == 0, err
+    assert Fixed.calls == [3, 3, 3]
+    rc, _, err = run_cli(*coco_args(coco_root, tmp_path / "plain", n=7, batch=3))
+    assert rc == 0, err
+    fixed_dir, plain_dir = tmp_path / "fixed" / "coco30k-fixed", tmp_path / "plain" / "coco30k-tiny"
+    names = sorted(p.name for p in (fixed_dir / "images").iterdir())
+    assert names == sorted(p.name for p in (plain_dir / "images").iterdir()) == [f"{i:05d}.png" for i in range(7)]
+    for name in names:
+        a = np.asarray(Image.open(fixed_dir / "images" / name), dtype=np.int16)
+        b = np.asarray(Image.open(plain_dir / "images" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= (0 if name != "00006.png" else 1)
+
+
+def test_worker_count_does_not_change_anything(coco_root, tmp_path, toy):
+    rc, _, err = run_cli(*coco_args(coco_root, tmp_path / "one", "--workers", "1", n=5))
+    assert rc == 0, err
+    rc, _, err = run_cli(*coco_args(coco_root, tmp_path / "three", "--workers", "3", n=5))
+    assert rc == 0, err
+    one, three = tmp_path / "one" / "coco30k-tiny", tmp_path / "three" / "coco30k-tiny"
+    assert snapshot(one) == snapshot(three)
+    assert json.loads((one / "results.json").read_text())["metrics"] == \
+        json.loads((three / "results.json").read_text())["metrics"]

@@ -207,3 +207,45 @@ def test_hps_checkpoint_offline_names_the_file(version, filename, tmp_path, monk
     with pytest.raises(BenchError) as err:
         HPS(version=version).extractor()
     assert filename in str(err.value) and "xswu/HPSv2" in str(err.value)
+
+
+@pytest.mark.parametrize("model", [TINY, "ViT-g-14"])
+def test_clip_prepare_is_bit_identical_to_open_clips_transform(model):
+    """The numpy path that prepares images for the CLIP towers gives exactly open_clip's transform output."""
+    import open_clip
+    from PIL import Image
+
+    from bench.metrics.extractors import pil_to_normalized_array, split_to_tensor_normalize
+
+    size = 32 if model == TINY else 224
+    transform = open_clip.image_transform(size, is_train=False)  # what create_model_and_transforms builds
+    split = split_to_tensor_normalize(transform)
+    assert split is not None
+    steps, mean, std = split
+    for img in (images(1, 256, 256, 5)[0], images(1, 61, 97, 6)[0], images(1, size, size, 7)[0]):
+        pil = Image.fromarray(img)
+        for step in steps:
+            pil = step(pil)
+        ours = pil_to_normalized_array(pil, mean, std)
+        theirs = transform(Image.fromarray(img)).numpy()
+        assert ours.dtype == theirs.dtype == np.float32
+        assert np.array_equal(ours, theirs)
+    if model == TINY:  # and the extractor uses that path
+        from bench.metrics.extractors import build_extractor
+
+        ext = build_extractor({"kind": "clip", "weights": "random", "model": TINY, "seed": 0})
+        ext.model  # noqa: B018
+        assert ext._split is not None
+        img = images(1, 40, 56, 8)[0]
+        assert np.array_equal(ext.prepare(img), ext.preprocess(Image.fromarray(img)).numpy())
+
+
+def test_unrecognised_transforms_fall_back_to_torch():
+    from torchvision import transforms
+
+    from bench.metrics.extractors import split_to_tensor_normalize
+
+    assert split_to_tensor_normalize(transforms.Compose([transforms.ToTensor()])) is None
+    assert split_to_tensor_normalize(transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3),
+                                                         transforms.Resize(8)])) is None
+    assert split_to_tensor_normalize(lambda x: x) is None

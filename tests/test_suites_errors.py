@@ -82,6 +82,13 @@ def test_limit_larger_than_the_prompt_set(coco_root, tmp_path, toy):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--limit", "0"), ("--batch-size", "0"), ("--workers", "0")])
+def test_non_positive_counts_are_refused(coco_root, tmp_path, toy, flag, value):
+    rc, _, err = run_cli(*coco(coco_root, tmp_path / "runs", flag, value))
+    assert_one_line_error(rc, err, f"{flag} must be at least 1, got 0")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [

@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--no-save-images", dest="save_images", action="store_false",
                    help="keep only the metrics' features of the images, not the image files")
     p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in the run dir")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="threads for encoding, writing and resizing images (default: the CPU count, at most 8)")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
 
 
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=metrics,
         overwrite=args.overwrite,
         save_images=args.save_images,
+        workers=args.workers,
     )
     from bench import distributed
 

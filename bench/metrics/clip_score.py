@@ -35,6 +35,11 @@ def group_means(scores: np.ndarray, groups: list[str] | None) -> dict[str, float
     return {g: float(scores[labels == g].mean()) for g in sorted(set(groups))}
 
 
+#: Precision of the CLIP towers: float16 autocast on CUDA ("amp", the default; float32 on CPUs), or float32.
+PRECISION_OPTION = Option("amp", str, ("amp", "fp32"),
+                          help="amp: float16 autocast on CUDA (float32 on CPUs); fp32: float32 everywhere")
+
+
 class _PairedScore(Metric):
     key: str = ""
 
@@ -42,7 +47,8 @@ class _PairedScore(Metric):
         return 1.0
 
     def extractor(self) -> dict[str, Any]:
-        spec = {"kind": "clip", "weights": self.args["weights"], "model": self.args["model"], "seed": self.args["seed"]}
+        spec = {"kind": "clip", "weights": self.args["weights"], "model": self.args["model"], "seed": self.args["seed"],
+                "precision": self.args["precision"]}
         if self.args["weights"] != "random":
             spec["pretrained"] = self.args["pretrained"]
         return spec
@@ -73,6 +79,7 @@ class ClipScore(_PairedScore):
         "pretrained": Option("laion2b_s12b_b42k", str),
         "prefix": Option("A photo depicts ", str, help="text put before each caption"),
         "percent": Option(False, bool, help="report x 100 (display convention of other tools; not the protocol)"),
+        "precision": PRECISION_OPTION,
         "seed": Option(0, int),
     }
 

@@ -78,9 +78,20 @@ class Extractor(ABC):
     def build(self) -> Any:
         """Create (or load) the network on ``self.device``."""
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One uint8 (H, W, 3) image -> this network's input array: the per-image CPU work (resizing,
+        normalising). Thread-safe once the network is built, so callers may run it in a thread pool.
+        Default: the image unchanged."""
+        return image
+
     @abstractmethod
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Stacked :meth:`prepare` outputs -> float (B, D)."""
+
     def image_features(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (B, H, W, 3) -> float (B, D)."""
+        """uint8 (B, H, W, 3) -> float (B, D): :meth:`prepare` each image, then :meth:`forward` the batch."""
+        self.model  # noqa: B018 - prepare may need what building sets up
+        return self.forward(np.stack([self.prepare(img) for img in images]))
 
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError(f"{self.kind} has no text tower")
@@ -201,16 +212,19 @@ class InceptionExtractor(Extractor):
         self._net = net
         return net
 
-    def image_features(self, images: np.ndarray) -> np.ndarray:
-        import torch
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """clean-fid's "clean" resize to 299 x 299: float32 (299, 299, 3) in [0, 255]."""
         from cleanfid.resize import build_resizer
 
-        resize = build_resizer("clean")
-        batch = np.stack([resize(img) for img in images]).transpose(0, 3, 1, 2)
-        x = torch.from_numpy(np.ascontiguousarray(batch)).float().to(self._device())
+        return build_resizer("clean")(image)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).float().to(self._device())
         with torch.inference_mode():
             feats = self.model(x)
-        return feats.detach().double().cpu().numpy().reshape(len(images), -1)
+        return feats.detach().double().cpu().numpy().reshape(len(batch), -1)
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
         """Softmax over the 1008 classes from pool3 features, with the classifier's weights and no bias (as the
@@ -271,11 +285,11 @@ class VGG16Extractor(Extractor):
         net.classifier = net.classifier[:4]  # fc1, relu, dropout, fc2
         return net.eval().to(self._device())
 
-    def image_features(self, images: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self._device()).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._device()).permute(0, 3, 1, 2).float() / 255.0
         x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
         mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
@@ -305,6 +319,46 @@ def hps_image_transform(image: np.ndarray, size: int, mean: Sequence[float], std
         ph, pw = size - nh, size - nw
         x = TF.pad(x, [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2], fill=0)
     return TF.normalize(x, list(mean), list(std))
+
+
+def split_to_tensor_normalize(transform: Any) -> tuple[list[Any], np.ndarray, np.ndarray] | None:
+    """(PIL steps, mean, std) when ``transform`` is a Compose of PIL-image steps, then ToTensor, then Normalize
+    (the open_clip evaluation transforms); else None.
+
+    The last two steps can then run in numpy (:func:`pil_to_normalized_array`): same float32 operations, same
+    bits, and no torch CPU kernels in the threads that prepare images (each such thread would start its own
+    pool of OpenMP threads and starve the rest of the machine).
+    """
+    from torchvision.transforms import Normalize, ToTensor
+
+    steps = list(getattr(transform, "transforms", []))
+    cut = next((i for i, step in enumerate(steps) if isinstance(step, ToTensor)), None)
+    if cut is None or len(steps) != cut + 2 or not isinstance(steps[-1], Normalize):
+        return None
+    if type(steps[cut]).__call__ not in (ToTensor.__call__, _maybe_to_tensor_call()):
+        return None
+    norm = steps[-1]
+    return steps[:cut], np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+
+
+def _maybe_to_tensor_call() -> Any:
+    try:
+        from open_clip.transform import MaybeToTensor
+    except ImportError:  # pragma: no cover - older open_clip
+        return None
+    return MaybeToTensor.__call__
+
+
+def pil_to_normalized_array(image: Any, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """torchvision's ``ToTensor`` then ``Normalize(mean, std)`` of an 8-bit RGB PIL image, in numpy:
+    float32 (3, H, W) = (pixels / 255 - mean) / std, with every operation in float32 as torch does it."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    x = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32)
+    x /= np.float32(255)
+    x -= mean.reshape(-1, 1, 1)
+    x /= std.reshape(-1, 1, 1)
+    return x
 
 
 class ClipExtractor(Extractor):
@@ -371,6 +425,7 @@ class ClipExtractor(Extractor):
                 raise BenchError(f"checkpoint {self.options['checkpoint']} does not fit open_clip {name}: "
                                  f"{str(exc).splitlines()[0]}") from exc
         self.preprocess = preprocess
+        self._split = split_to_tensor_normalize(preprocess)
         self.tokenizer = open_clip.get_tokenizer(name)
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg.get("size", model.visual.image_size)
@@ -384,22 +439,27 @@ class ClipExtractor(Extractor):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def _pixels(self, images: np.ndarray) -> Any:
-        import torch
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The model's evaluation transform (or the HPSv2 one): float32 (3, S, S), normalised."""
         from PIL import Image
 
         if self.options["transform"] == "hps":
             from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-            return torch.stack([hps_image_transform(img, self.image_size, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
-                                for img in images])
-        return torch.stack([self.preprocess(Image.fromarray(img)) for img in images])
+            return hps_image_transform(image, self.image_size, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD).numpy()
+        if self._split is None:
+            return self.preprocess(Image.fromarray(image)).numpy()
+        pil_steps, mean, std = self._split
+        img = Image.fromarray(image)
+        for step in pil_steps:
+            img = step(img)
+        return pil_to_normalized_array(img, mean, std)
 
-    def image_features(self, images: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         model = self.model
-        x = self._pixels(images).to(self._device())
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._device())
         with torch.inference_mode(), self._autocast():
             f = model.encode_image(x)
         return torch.nn.functional.normalize(f.float(), dim=-1).double().cpu().numpy()

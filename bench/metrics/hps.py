@@ -43,7 +43,7 @@ class HPS(_PairedScore):
 
     def extractor(self) -> dict[str, Any]:
         spec = super().extractor()
-        spec.update(transform="hps", precision=self.args["precision"])
+        spec["transform"] = "hps"
         if self.args["weights"] != "random":
             spec["checkpoint"] = self.args["checkpoint"] or self._download_checkpoint()
             spec["version"] = self.args["version"]

@@ -1,18 +1,20 @@
 """Time budget of a COCO-30K-style evaluation at reduced scale, extrapolated to 30,000 images.
 
-Writes a synthetic COCO-2014-like root (procedural 640 x 480 JPEGs, one caption each), runs
-``bench run --suite coco30k`` with FID, CLIP score, precision/recall and density/coverage, then reads the
-stage timings from results.json. Reference features are computed in a first, separate run, so the timed run
-starts with them cached, as the COCO-30K goal assumes (generate 30,000 images + FID + CLIP + precision/recall
-in at most 10 minutes on one H100).
+Writes a synthetic COCO-2014-like root (procedural 640 x 480 JPEGs, one caption each) and runs
+``bench run --suite coco30k`` with FID, CLIP score, precision/recall and density/coverage. A first short run
+fills the reference-feature cache (the COCO-30K goal assumes cached reference features: generate 30,000 images
++ FID + CLIP + precision/recall in at most 10 minutes on one H100) and warms the compiler's caches. Then two
+timed runs of different sizes give the cost per image (their difference) and the fixed cost (loading,
+compiling, metric math); the 30,000-image figure is fixed + 30,000 x per-image.
 
-On CUDA: ``sd-turbo`` with seeded random full-size weights, bf16, and the real metric architectures with
-seeded random weights (Inception-v3, open_clip ViT-g-14). Without CUDA: the ``tiny`` method, a smaller CLIP
-tower and a handful of images, so the script keeps working. Numbers measured with random weights time the
-real computation; the metric values mean nothing.
+On CUDA: ``sd-turbo`` with seeded random full-size weights, bf16, ``compile=true``, and the real metric
+architectures with seeded random weights (Inception-v3, open_clip ViT-g-14), once per CLIP precision asked
+for. Without CUDA: the ``tiny`` method, a smaller CLIP tower and a handful of images, so the script keeps
+working. Numbers measured with random weights time the real computation; the metric values mean nothing.
 
-Run: ``python tests/perf/bench_coco_pipeline.py [--n 2000] [--batch-size 64]``; JSON goes to
-``results/perf/coco_pipeline-<device>.json`` (or ``--out`` / ``$BENCH_PERF_OUT``).
+Run: ``python tests/perf/bench_coco_pipeline.py [--sizes 512,2560] [--batch-size 64]
+[--clip-precision amp,fp32]``; JSON goes to ``results/perf/coco_pipeline-<device>.json`` (or ``--out`` /
+``$BENCH_PERF_OUT``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import re
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +52,19 @@ def write_root(root: Path, n: int, width: int, height: int) -> None:
     (root / "val2014").mkdir(exist_ok=True)
     words = ["cat", "dog", "bus", "kite", "pizza", "train", "horse", "clock", "boat", "bench", "zebra", "vase"]
     images, annotations = [], []
-    for k in range(n):
-        image_id = 100_000 + k
-        name = f"COCO_val2014_{image_id:012d}.jpg"
+
+    def write(k: int) -> None:
         tile = draw_reference_image(k, size=max(width, height) // 4)
         pixels = np.kron(tile, np.ones((4, 4, 1), dtype=np.uint8))[:height, :width]
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
-        (root / "val2014" / name).write_bytes(buf.getvalue())
+        (root / "val2014" / f"COCO_val2014_{100_000 + k:012d}.jpg").write_bytes(buf.getvalue())
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(write, range(n)))
+    for k in range(n):
+        image_id = 100_000 + k
+        name = f"COCO_val2014_{image_id:012d}.jpg"
         images.append({"id": image_id, "file_name": name, "height": height, "width": width})
         annotations.append({"image_id": image_id, "id": k, "caption": f"a {words[k % 12]} number {k} in a photo"})
     ann = {"info": {}, "images": images, "licenses": [], "annotations": annotations}
@@ -76,74 +84,103 @@ def run_once(args: list[str]) -> dict[str, Any]:
     return json.loads(out.getvalue())
 
 
-def measure(n: int, batch_size: int) -> dict[str, Any]:
+def measure(sizes: tuple[int, int], batch_size: int, clip_precisions: list[str],
+            save: Any = None) -> dict[str, Any]:
+    """The benchmark record; ``save(record)`` is called after each CLIP precision's runs (partial results)."""
     import torch
 
     cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else "cpu"
     method, method_args, dtype = (
-        ("sd-turbo", "weights=random", "bf16") if cuda else ("tiny", "", "fp32")
+        ("sd-turbo", "weights=random,compile=true", "bf16") if cuda else ("tiny", "", "fp32")
     )
     clip_model = "ViT-g-14" if cuda else "ViT-B-32"
-    metric_args = ",".join([
-        "fid.weights=random", "precision_recall.weights=random", "density_coverage.weights=random",
-        "clip_score.weights=random", f"clip_score.model={clip_model}",
-    ])
+    small, large = sizes
+    variants: dict[str, Any] = {}
+    record = {
+        "benchmark": "coco_pipeline",
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "weights": "random: seeded weights in the real architectures (generator and metric networks); values "
+                   "are meaningless, times are the real computation's",
+        "method": method, "method_args": method_args, "dtype": dtype, "batch_size": batch_size,
+        "sizes": [small, large], "n_reference": large, "clip_model": clip_model,
+        "extrapolation": "per-image cost = (total(large) - total(small)) / (large - small); fixed cost = "
+                         "total(small) - small x per-image; 30,000 images: fixed + 30,000 x per-image. The timed "
+                         "runs start with reference features and compiler caches warm (see warm_run_timing_s "
+                         "for a first, cold run)",
+        "target_s": TARGET_S,
+        "variants": variants,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         os.environ["BENCH_CACHE_DIR"] = str(tmp_path / "cache")
         t = time.perf_counter()
-        write_root(tmp_path / "coco", n, 640, 480)
-        data_s = time.perf_counter() - t
-        common = ["run", "--method", method, "--suite", "coco30k", "--data-root", str(tmp_path / "coco"),
-                  "--limit", str(n), "--suite-args", f"num_prompts={n}", "--dtype", dtype,
-                  "--batch-size", str(batch_size), "--metric-args", metric_args, "--json"]
-        if method_args:
-            common += ["--method-args", method_args]
-        # first run: fills the reference-feature cache (the goal assumes cached reference features)
-        warm = run_once([*common, "--out", str(tmp_path / "warm")])
-        timed = run_once([*common, "--out", str(tmp_path / "timed")])
-    timing = timed["timing_s"]
-    device = torch.cuda.get_device_name(0) if cuda else "cpu"
-    per_image = {k: v / n for k, v in timing.items() if not k.startswith("reference_features")}
-    fixed = timing.get("load", 0.0)
-    extrapolated = fixed + (timing["total"] - fixed) * FULL_PROMPTS / n
-    return {
-        "benchmark": "coco_pipeline",
-        "device": device,
-        "weights": "random: seeded weights in the real architectures (generator and metric networks); values "
-                   "are meaningless, times are the real computation's",
-        "method": method, "method_args": method_args, "dtype": dtype, "batch_size": batch_size,
-        "n_images": n, "n_reference": n, "clip_model": clip_model,
-        "synthetic_data_s": data_s,
-        "reference_run_timing_s": warm["timing_s"],
-        "timing_s": timing,
-        "seconds_per_image": per_image,
-        "extrapolated_total_s_for_30k": extrapolated,
-        "extrapolation": "load time once, every other stage scaled linearly from n to 30,000 images "
-                         "(precision/recall grows faster than linearly, but is a small share here)",
-        "target_s": TARGET_S,
-        "metrics": timed["metrics"],
-    }
+        write_root(tmp_path / "coco", large, 640, 480)
+        record["synthetic_data_s"] = time.perf_counter() - t
+        for precision in clip_precisions:
+            metric_args = ",".join([
+                "fid.weights=random", "precision_recall.weights=random", "density_coverage.weights=random",
+                "clip_score.weights=random", f"clip_score.model={clip_model}", f"clip_score.precision={precision}",
+            ])
+            common = ["run", "--method", method, "--suite", "coco30k", "--data-root", str(tmp_path / "coco"),
+                      "--suite-args", f"num_prompts={large}", "--dtype", dtype, "--batch-size", str(batch_size),
+                      "--metric-args", metric_args, "--json"]
+            if method_args:
+                common += ["--method-args", method_args]
+            # first: fill the reference-feature cache and the compiler's caches
+            warm = run_once([*common, "--limit", str(batch_size), "--out", str(tmp_path / f"warm-{precision}")])
+            runs = {n: run_once([*common, "--limit", str(n), "--out", str(tmp_path / f"timed-{precision}-{n}")])
+                    for n in (small, large)}
+            t_small, t_large = runs[small]["timing_s"]["total"], runs[large]["timing_s"]["total"]
+            per_image = (t_large - t_small) / (large - small)
+            fixed = t_small - small * per_image
+            variants[f"clip_{precision}"] = {
+                "clip_precision": precision,
+                "warm_run_timing_s": warm["timing_s"],
+                "timing_s": {str(n): r["timing_s"] for n, r in runs.items()},
+                "images_per_s_marginal": 1.0 / per_image,
+                "fixed_s": fixed,
+                "extrapolated_total_s_for_30k": fixed + FULL_PROMPTS * per_image,
+                "meets_target": fixed + FULL_PROMPTS * per_image <= TARGET_S,
+                "metrics": runs[large]["metrics"],
+            }
+            if save is not None:
+                save(record)
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=None, help="images (default: 2000 on CUDA, 16 on the CPU)")
+    p.add_argument("--sizes", default=None, help="two run sizes, small,large (default: 512,2560 on CUDA, 8,24 "
+                   "on the CPU); multiples of the batch size keep every chunk full")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 on CUDA, 8 on the CPU")
+    p.add_argument("--clip-precision", default="amp", help="comma-separated CLIP precisions to time (amp, fp32)")
     p.add_argument("--out", default=None, help="output directory (default: results/perf, or $BENCH_PERF_OUT)")
     args = p.parse_args(argv)
     import torch
 
     cuda = torch.cuda.is_available()
-    n = args.n or (2000 if cuda else 16)
-    record = measure(n, args.batch_size or (64 if cuda else 8))
+    small, large = (int(x) for x in (args.sizes or ("512,2560" if cuda else "8,24")).split(","))
+    if not 0 < small < large:
+        p.error("--sizes needs two increasing sizes")
     out_dir = Path(args.out or os.environ.get("BENCH_PERF_OUT") or ROOT / "results" / "perf")
     out_dir.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
-    path = out_dir / f"coco_pipeline-{slug}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: record[k] for k in ("device", "n_images", "timing_s", "extrapolated_total_s_for_30k")},
-                     indent=2))
+
+    def save(record: dict[str, Any]) -> Path:
+        slug = re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
+        path = out_dir / f"coco_pipeline-{slug}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        return path
+
+    record = measure((small, large), args.batch_size or (64 if cuda else 8), args.clip_precision.split(","), save)
+    path = save(record)
+    summary = {k: {"extrapolated_total_s_for_30k": v["extrapolated_total_s_for_30k"],
+                   "images_per_s_marginal": v["images_per_s_marginal"], "fixed_s": v["fixed_s"],
+                   "large_run": v["timing_s"][str(large)]}
+               for k, v in record["variants"].items()}
+    print(json.dumps({"device": record["device"], **summary}, indent=2))
     print(f"wrote {path}")
     return 0
 
