@@ -62,16 +62,20 @@ def _files(run_dir: Path) -> dict[str, bytes]:
     return out
 
 
-def test_two_processes_give_what_one_gives(coco_root, tmp_path, toy):
+def _single_run_and_launch_env(coco_root: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The single-process run to compare with, and the environment launched processes need."""
     single = tmp_path / "single"
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         assert main(_run_args(coco_root, single)) == 0, err.getvalue()
-    one = single / "coco30k-tiny"
-
     plugin_dir = _toy_plugin(tmp_path / "plugin")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), str(plugin_dir)]),
            "OMP_NUM_THREADS": "1", "ACCELERATE_DISABLE_RICH": "1"}
+    return single / "coco30k-tiny", env
+
+
+def test_two_processes_give_what_one_gives(coco_root, tmp_path, toy):
+    one, env = _single_run_and_launch_env(coco_root, tmp_path)
     two_out = tmp_path / "two"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -94,6 +98,28 @@ def test_two_processes_give_what_one_gives(coco_root, tmp_path, toy):
     assert names == sorted(p.name for p in f2.glob("*.npz")) and len(names) == 5
     for name in names:
         assert np.array_equal(np.load(f1 / name)["features"], np.load(f2 / name)["features"])
+
+
+def test_two_nodes_give_what_one_process_gives(coco_root, tmp_path, toy):
+    """torchrun on two "nodes" (two agents on this machine, one process each, static rendezvous): ranks differ
+    from local ranks, and the result is still the single process's."""
+    one, env = _single_run_and_launch_env(coco_root, tmp_path)
+    port = str(_free_port())
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+                               str(node), "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port",
+                               port, "-m", "bench", *_run_args(coco_root, shared)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+             for node in (0, 1)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (o, e) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, o[-3000:] + e[-3000:]
+    assert outputs[0][0].count("tiny on coco30k") == 1 and "tiny on coco30k" not in outputs[1][0]
+    two = shared / "coco30k-tiny"
+    assert _files(two) == _files(one)
+    r1 = json.loads((one / "results.json").read_text())
+    r2 = json.loads((two / "results.json").read_text())
+    assert r2["metrics"] == r1["metrics"] and r2["config"]["world_size"] == 2
 
 
 def test_chunks_go_round_robin_to_ranks():

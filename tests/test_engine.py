@@ -417,3 +417,19 @@ def test_worker_count_does_not_change_anything(coco_root, tmp_path, toy):
     assert snapshot(one) == snapshot(three)
     assert json.loads((one / "results.json").read_text())["metrics"] == \
         json.loads((three / "results.json").read_text())["metrics"]
+
+
+def test_background_threads_select_the_runs_gpu(monkeypatch):
+    """Threads start on CUDA device 0: the sink's threads switch to the run's device when it names an index
+    (cuda:<local rank> in multi-GPU runs), and leave a bare 'cuda' (the current device) alone."""
+    import torch
+
+    from bench.runner import _Sink
+
+    calls: list[Any] = []
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+    sink = _Sink.__new__(_Sink)
+    for device in (torch.device("cuda"), torch.device("cpu"), torch.device("cuda", 1)):
+        sink.device = device
+        sink._use_device()
+    assert calls == [torch.device("cuda", 1)]

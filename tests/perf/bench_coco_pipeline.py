@@ -12,9 +12,12 @@ architectures with seeded random weights (Inception-v3, open_clip ViT-g-14), onc
 for. Without CUDA: the ``tiny`` method, a smaller CLIP tower and a handful of images, so the script keeps
 working. Numbers measured with random weights time the real computation; the metric values mean nothing.
 
+``--single N`` instead times one cold run of N images (nothing cached; prompts given with ``--prompts``)
+against the larger size's reference images.
+
 Run: ``python tests/perf/bench_coco_pipeline.py [--sizes 512,2560] [--batch-size 64]
-[--clip-precision amp,fp32]``; JSON goes to ``results/perf/coco_pipeline-<device>.json`` (or ``--out`` /
-``$BENCH_PERF_OUT``).
+[--clip-precision amp,fp32] [--single N]``; JSON goes to ``results/perf/coco_pipeline-<device>.json`` (or
+``coco_pipeline_single-<N>-<device>.json``; folder ``--out`` or ``$BENCH_PERF_OUT``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,66 @@ def run_once(args: list[str]) -> dict[str, Any]:
     return json.loads(out.getvalue())
 
 
+def settings(cuda: bool, precision: str) -> dict[str, Any]:
+    """Method, dtype and metric arguments of the benchmark runs."""
+    clip_model = "ViT-g-14" if cuda else "ViT-B-32"
+    method, method_args, dtype = ("sd-turbo", "weights=random,compile=true", "bf16") if cuda else ("tiny", "", "fp32")
+    metric_args = ",".join([
+        "fid.weights=random", "precision_recall.weights=random", "density_coverage.weights=random",
+        "clip_score.weights=random", f"clip_score.model={clip_model}", f"clip_score.precision={precision}",
+    ])
+    return {"method": method, "method_args": method_args, "dtype": dtype, "clip_model": clip_model,
+            "metric_args": metric_args}
+
+
+def run_args(cfg: dict[str, Any], root: Path, num_prompts: int, batch_size: int) -> list[str]:
+    args = ["run", "--method", cfg["method"], "--suite", "coco30k", "--data-root", str(root),
+            "--suite-args", f"num_prompts={num_prompts}", "--dtype", cfg["dtype"], "--batch-size", str(batch_size),
+            "--metric-args", cfg["metric_args"], "--json"]
+    return args + (["--method-args", cfg["method_args"]] if cfg["method_args"] else [])
+
+
+def describe(device: str, cfg: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    import torch
+
+    return {
+        "benchmark": "coco_pipeline", "device": device, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "weights": "random: seeded weights in the real architectures (generator and metric networks); values "
+                   "are meaningless, times are the real computation's",
+        "method": cfg["method"], "method_args": cfg["method_args"], "dtype": cfg["dtype"],
+        "batch_size": batch_size, "clip_model": cfg["clip_model"], "target_s": TARGET_S,
+    }
+
+
+def measure_single(n: int, n_reference: int, batch_size: int, precision: str) -> dict[str, Any]:
+    """One cold run of ``n`` prompts (the synthetic captions, repeated, given with --prompts) against
+    ``n_reference`` reference images, timed end to end: loading, compiling, reference features included."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    cfg = settings(cuda, precision)
+    record = describe(torch.cuda.get_device_name(0) if cuda else "cpu", cfg, batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        os.environ["BENCH_CACHE_DIR"] = str(tmp_path / "cache")
+        t = time.perf_counter()
+        write_root(tmp_path / "coco", n_reference, 640, 480)
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("".join(f"a photo of thing {k} with {k % 97} parts\n" for k in range(n)))
+        record["synthetic_data_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result = run_once([*run_args(cfg, tmp_path / "coco", n, batch_size), "--prompts", str(prompts),
+                           "--out", str(tmp_path / "run")])
+        wall = time.perf_counter() - t
+    record.update({
+        "mode": "single cold run: nothing cached (compiler, reference features), reference features computed "
+                "in the run",
+        "n_images": n, "n_reference": n_reference, "clip_precision": precision, "wall_s": wall,
+        "timing_s": result["timing_s"], "metrics": result["metrics"],
+    })
+    return record
+
+
 def measure(sizes: tuple[int, int], batch_size: int, clip_precisions: list[str],
             save: Any = None) -> dict[str, Any]:
     """The benchmark record; ``save(record)`` is called after each CLIP precision's runs (partial results)."""
@@ -91,28 +154,17 @@ def measure(sizes: tuple[int, int], batch_size: int, clip_precisions: list[str],
 
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else "cpu"
-    method, method_args, dtype = (
-        ("sd-turbo", "weights=random,compile=true", "bf16") if cuda else ("tiny", "", "fp32")
-    )
-    clip_model = "ViT-g-14" if cuda else "ViT-B-32"
     small, large = sizes
     variants: dict[str, Any] = {}
-    record = {
-        "benchmark": "coco_pipeline",
-        "device": device,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "weights": "random: seeded weights in the real architectures (generator and metric networks); values "
-                   "are meaningless, times are the real computation's",
-        "method": method, "method_args": method_args, "dtype": dtype, "batch_size": batch_size,
-        "sizes": [small, large], "n_reference": large, "clip_model": clip_model,
+    record = describe(device, settings(cuda, clip_precisions[0]), batch_size)
+    record.update({
+        "sizes": [small, large], "n_reference": large,
         "extrapolation": "per-image cost = (total(large) - total(small)) / (large - small); fixed cost = "
                          "total(small) - small x per-image; 30,000 images: fixed + 30,000 x per-image. The timed "
                          "runs start with reference features and compiler caches warm (see warm_run_timing_s "
                          "for a first, cold run)",
-        "target_s": TARGET_S,
         "variants": variants,
-    }
+    })
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         os.environ["BENCH_CACHE_DIR"] = str(tmp_path / "cache")
@@ -120,15 +172,7 @@ def measure(sizes: tuple[int, int], batch_size: int, clip_precisions: list[str],
         write_root(tmp_path / "coco", large, 640, 480)
         record["synthetic_data_s"] = time.perf_counter() - t
         for precision in clip_precisions:
-            metric_args = ",".join([
-                "fid.weights=random", "precision_recall.weights=random", "density_coverage.weights=random",
-                "clip_score.weights=random", f"clip_score.model={clip_model}", f"clip_score.precision={precision}",
-            ])
-            common = ["run", "--method", method, "--suite", "coco30k", "--data-root", str(tmp_path / "coco"),
-                      "--suite-args", f"num_prompts={large}", "--dtype", dtype, "--batch-size", str(batch_size),
-                      "--metric-args", metric_args, "--json"]
-            if method_args:
-                common += ["--method-args", method_args]
+            common = run_args(settings(cuda, precision), tmp_path / "coco", large, batch_size)
             # first: fill the reference-feature cache and the compiler's caches
             warm = run_once([*common, "--limit", str(batch_size), "--out", str(tmp_path / f"warm-{precision}")])
             runs = {n: run_once([*common, "--limit", str(n), "--out", str(tmp_path / f"timed-{precision}-{n}")])
@@ -157,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                    "on the CPU); multiples of the batch size keep every chunk full")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 on CUDA, 8 on the CPU")
     p.add_argument("--clip-precision", default="amp", help="comma-separated CLIP precisions to time (amp, fp32)")
+    p.add_argument("--single", type=int, default=None, metavar="N",
+                   help="instead: one cold run of N images against the larger size's reference images")
     p.add_argument("--out", default=None, help="output directory (default: results/perf, or $BENCH_PERF_OUT)")
     args = p.parse_args(argv)
     import torch
@@ -168,13 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out or os.environ.get("BENCH_PERF_OUT") or ROOT / "results" / "perf")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def save(record: dict[str, Any]) -> Path:
+    batch_size = args.batch_size or (64 if cuda else 8)
+
+    def save(record: dict[str, Any], kind: str = "coco_pipeline") -> Path:
         slug = re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
-        path = out_dir / f"coco_pipeline-{slug}.json"
+        path = out_dir / f"{kind}-{slug}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         return path
 
-    record = measure((small, large), args.batch_size or (64 if cuda else 8), args.clip_precision.split(","), save)
+    if args.single:
+        record = measure_single(args.single, large, batch_size, args.clip_precision.split(",")[0])
+        path = save(record, f"coco_pipeline_single-{args.single}")
+        print(json.dumps({k: record[k] for k in ("device", "n_images", "wall_s", "timing_s")}, indent=2))
+        print(f"wrote {path}")
+        return 0
+    record = measure((small, large), batch_size, args.clip_precision.split(","), save)
     path = save(record)
     summary = {k: {"extrapolated_total_s_for_30k": v["extrapolated_total_s_for_30k"],
                    "images_per_s_marginal": v["images_per_s_marginal"], "fixed_s": v["fixed_s"],
