@@ -1,43 +1,34 @@
 """``python -m bench``: the command-line entry point.
 
-Each sub-command lives in its own module under :mod:`bench.commands` and provides ``add_parser(subparsers)``
-and ``run(args) -> int``. Heavy libraries are imported by the commands that need them, never here.
+Sub-commands are plug-ins (``register_commands``; see :mod:`bench.commands.base`): the built-in ones and any
+that installed packages provide. Heavy libraries are imported by the commands that need them, never here.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 from collections.abc import Sequence
 
-from bench.errors import BenchError, run_guarded
-
-#: Sub-command name -> module under bench.commands.
-COMMANDS = {
-    "list": "bench.commands.list_cmd",
-    "run": "bench.commands.run_cmd",
-    "latency": "bench.commands.latency_cmd",
-    "data": "bench.commands.data_cmd",
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line, with exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise BenchError(f"{message} (see `{self.prog} --help`)")
+from bench.errors import OneLineParser, run_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
-    from bench import __version__
+    from bench import __version__, plugins
+    from bench.commands.base import Command
+    from bench.errors import BenchError
 
+    parser = OneLineParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_parser(sub, name)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for entry in plugins.current().commands.entries():
+        command = entry.build()
+        if not isinstance(command, Command):
+            raise BenchError(f"command {entry.name!r} of plug-in {entry.plugin!r} is not a bench Command; "
+                             "fix or uninstall that plug-in")
+        p = sub.add_parser(entry.name, help=command.help, description=command.description or command.help)
+        command.add_arguments(p)
+        p.set_defaults(_command=command)
     return parser
 
 
@@ -52,10 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return 2
-        module = importlib.import_module(COMMANDS[args.command])
-        return int(module.run(args) or 0)
+        return int(args._command.run(args) or 0)
 
     return run_guarded("bench", command, "finished work is kept and a re-run resumes it")
+
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.hub_errors import offline
 
 CHUNK = 1 << 20
 RETRIES = 3
@@ -59,10 +60,6 @@ COCO_2014_FILES: tuple[RemoteFile, ...] = (
                6_645_013_297, "a3d79f5ed8d289b7a7554ce06a5782b3", "val2014",
                "COCO 2014 validation images (40,504 JPEGs)"),
 )
-
-
-def offline() -> bool:
-    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"} for v in ("BENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def is_loopback(url: str) -> bool:

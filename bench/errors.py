@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -25,3 +26,11 @@ def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
         return 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports usage errors as a :class:`BenchError`: one line, exit status 2 (used by every CLI
+    of the project)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BenchError(f"{message} (see `{self.prog} --help`)")

@@ -1,38 +1,38 @@
-"""Features of a run's images and of a suite's reference set, computed once and cached on disk.
+"""Features of a run's images and of a suite's reference set: computed once, streamed while generating, cached.
 
 Batching rule (what makes features reproducible): the run's samples are cut into chunks of ``--batch-size``
 consecutive samples, the same chunks that are generated together. A chunk's features are always computed
 from that chunk's images, in order, in extractor calls of at most :data:`FEATURE_BATCH` images. Features
-streamed while a chunk is generated and features computed later from the saved files therefore come from
-identical inputs in identical batches, and are identical.
+streamed while a chunk is generated (:class:`StreamedFeatures`) and features computed later from the saved
+files (:class:`FeatureStore`) therefore come from identical inputs in identical batches, and are identical.
 
-Generated-image features live in ``<run>/features/<extractor key>/<first index>-<count>.npz`` (one file per
-chunk, with the sample indices and image hashes they came from), so a resumed or re-scored run computes only
-what is missing. Reference features live in the cache directory under a key made of the suite, its reference
-fingerprint, the evaluation transform and the extractor, so they are computed once per machine.
+Each metric names its networks with a :class:`~bench.metrics.base.FeatureSpec`; a spec's images go through
+its own evaluation transform, or the suite's when it names none. Built networks, reference features and text
+features are held by the :class:`~bench.session.Session`, so runs in one process share them; on disk they
+live where :mod:`bench.feature_cache` puts them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.cache import cache_dir
 from bench.errors import BenchError
-from bench.metrics.extractors import Extractor, build_extractor
+from bench.feature_cache import GeneratedFeatures, digest, load_npz, reference_path, save_npz, text_path
+from bench.metrics.base import FeatureSpec
+from bench.metrics.extractors import Extractor
 from bench.metrics.preprocess import Preprocess
-from bench.store import RunStore, atomic_write_bytes
+from bench.store import RunStore
+from bench.timing import Timings
+
+if TYPE_CHECKING:
+    from bench.session import Session
 
 #: Most images per extractor call (within one chunk).
 FEATURE_BATCH = 64
@@ -41,49 +41,6 @@ FEATURE_BATCH = 64
 def default_workers() -> int:
     """Threads for image encoding, decoding and resizing (PIL releases the GIL for these)."""
     return max(1, min(8, os.cpu_count() or 1))
-
-
-class Timings:
-    """Seconds per stage, added from several threads."""
-
-    def __init__(self) -> None:
-        self._seconds: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def add(self, key: str, seconds: float) -> None:
-        with self._lock:
-            self._seconds[key] = self._seconds.get(key, 0.0) + seconds
-
-    @contextlib.contextmanager
-    def time(self, key: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(key, time.perf_counter() - start)
-
-    def get(self, key: str) -> float:
-        with self._lock:
-            return self._seconds.get(key, 0.0)
-
-    def total(self, prefix: str) -> float:
-        with self._lock:
-            return sum(v for k, v in self._seconds.items() if k.startswith(prefix))
-
-    def as_dict(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._seconds)
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _save_npz(path: Path, **arrays: Any) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def features_in_batches(extractor: Extractor, images: np.ndarray, prepared: bool = False) -> np.ndarray:
@@ -101,121 +58,124 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-class GeneratedFeatures:
-    """One extractor's features of a run's generated images, one file per chunk."""
+class Network:
+    """A built feature network with the transform its images get and the key its features are stored under."""
 
-    def __init__(self, store: RunStore, key: str) -> None:
-        self.dir = store.features_dir / key
+    def __init__(self, spec: FeatureSpec, extractor: Extractor, suite_transform: Preprocess) -> None:
+        self.spec = spec
+        self.extractor = extractor
+        self.transform = spec.transform or suite_transform
+        self.key = spec.key(extractor.key())
 
-    def write_chunk(self, indices: Sequence[int], shas: Sequence[str], features: np.ndarray, spec: str) -> None:
-        """Write one chunk's features; a file of an earlier, shorter chunk at the same place (a --limit run)
-        is replaced."""
-        path = self.dir / f"{int(indices[0]):07d}-{len(indices):05d}.npz"
-        _save_npz(path, indices=np.asarray(indices, np.int64), sha256=np.asarray(shas), features=features,
-                  spec=np.array(spec))
-        for other in self.dir.glob(f"{int(indices[0]):07d}-*.npz"):
-            if other != path:
-                other.unlink(missing_ok=True)
+    def describe(self) -> str:
+        """What the features depend on (stored next to them)."""
+        return json.dumps({**self.extractor.spec(), "transform": self.transform.as_dict()}, sort_keys=True)
 
-    def load(self) -> dict[tuple[int, str], np.ndarray]:
-        """Feature rows by (sample index, image sha256)."""
-        out: dict[tuple[int, str], np.ndarray] = {}
-        if not self.dir.is_dir():
-            return out
-        for path in sorted(self.dir.glob("*.npz")):
-            try:
-                with np.load(path) as data:
-                    for idx, sha, feat in zip(data["indices"], data["sha256"], data["features"], strict=True):
-                        out[(int(idx), str(sha))] = feat
-            except (OSError, ValueError, KeyError, EOFError):
-                continue  # unreadable: recomputed
+
+class StreamedFeatures:
+    """The networks fed with each chunk of images while the run generates the next one.
+
+    :meth:`prepare` does the per-image CPU work (each distinct transform once, then each network's own step)
+    and may run in a thread pool; :meth:`extract` runs the networks on a chunk's prepared images and writes
+    the chunk's feature files.
+    """
+
+    def __init__(self, networks: Sequence[Network], timings: Timings) -> None:
+        self.networks = {n.key: n for n in networks}
+        self.timings = timings
+
+    def prepare(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        transformed: dict[Preprocess, np.ndarray] = {}
+        out = {}
+        for key, net in self.networks.items():
+            if net.transform not in transformed:
+                with self.timings.time("prepare/eval_transform"):
+                    transformed[net.transform] = net.transform(pixels)
+            with self.timings.time(f"prepare/{key}"):
+                out[key] = net.extractor.prepare(transformed[net.transform])
         return out
 
-
-def _load_prepared(path: Path, preprocess: Preprocess, extractor: Extractor) -> np.ndarray:
-    """A saved image, decoded, evaluation-transformed and prepared for ``extractor``."""
-    from bench.suites.base import decode_image
-
-    return extractor.prepare(preprocess(decode_image(path, str(path), "generated image")))
+    def extract(self, key: str, prepared: Sequence[dict[str, np.ndarray]], lock: Any) -> np.ndarray:
+        net = self.networks[key]
+        with lock, self.timings.time(f"features/{key}"):
+            return features_in_batches(net.extractor, np.stack([p[key] for p in prepared]), prepared=True)
 
 
 class FeatureStore:
-    """Hands out (and caches) features for one run; implements the metrics' context methods.
+    """Hands out features for one run: the :class:`~bench.metrics.base.MetricContext` feature methods.
 
     ``items`` are the run's samples in order and ``chunk_size`` the run's batch size (see the batching rule
-    above); ``extractors`` may hold networks already built (by key) so they are not built twice.
+    above); ``rows`` the run's manifest rows by index.
     """
 
-    def __init__(self, store: RunStore, suite: Any, items: Sequence[Any], chunk_size: int, device: Any,
-                 extractors: dict[str, Extractor] | None = None, timings: Timings | None = None,
-                 workers: int | None = None, rows: dict[int, dict[str, Any]] | None = None) -> None:
+    def __init__(self, session: Session, store: RunStore, suite: Any, items: Sequence[Any], chunk_size: int,
+                 timings: Timings | None = None, workers: int | None = None,
+                 rows: dict[int, dict[str, Any]] | None = None) -> None:
+        self.session = session
         self.store = store
         self.suite = suite
         self.items = list(items)
         self.chunk_size = max(1, int(chunk_size))
-        self.device = device
         self.preprocess: Preprocess = suite.preprocess()
-        self._extractors: dict[str, Extractor] = extractors if extractors is not None else {}
-        self._memory: dict[tuple[str, str], np.ndarray] = {}
         self.timings = timings or Timings()
         self.workers = workers or default_workers()
         self._rows = rows
+        self._generated: dict[str, np.ndarray] = {}
         self.reference_info: dict[str, Any] = {}
 
-    def extractor(self, spec: dict[str, Any]) -> Extractor:
-        ext = build_extractor(spec)
-        if ext.key() not in self._extractors:
-            self._extractors[ext.key()] = ext.to(self.device)
-        return self._extractors[ext.key()]
+    def network(self, spec: FeatureSpec) -> Network:
+        return Network(spec, self.session.extractor(spec), self.preprocess)
 
-    def image_features(self, spec: dict[str, Any], which: str) -> np.ndarray:
+    def extractor(self, spec: FeatureSpec) -> Extractor:
+        return self.session.extractor(spec)
+
+    def image_features(self, spec: FeatureSpec, which: str) -> np.ndarray:
+        net = self.network(spec)
+        if which == "generated":
+            if net.key not in self._generated:
+                with self.timings.time(f"features/{net.key}"):
+                    self._generated[net.key] = self._from_files(net)
+            return self._generated[net.key]
+        if which == "reference":
+            with self.timings.time(f"reference_features/{net.key}"):
+                return self._reference(net)
+        raise ValueError(f"which must be 'generated' or 'reference', not {which!r}")
+
+    def text_features(self, spec: FeatureSpec, texts: Sequence[str]) -> np.ndarray:
         ext = self.extractor(spec)
-        memo = (ext.key(), which)
-        if memo not in self._memory:
-            if which == "generated":
-                with self.timings.time(f"features/{ext.key()}"):
-                    self._memory[memo] = self._generated(ext)
-            elif which == "reference":
-                with self.timings.time(f"reference_features/{ext.key()}"):
-                    self._memory[memo] = self._reference(ext)
+        key = digest([ext.key(), list(texts)])
+        cached = self.session.memory.get(("text", key))
+        if cached is not None:
+            return cached
+        with self.timings.time(f"text_features/{ext.key()}"):
+            path = text_path(ext.kind, key)
+            data = load_npz(path, key)
+            if data is not None and len(data.get("features", ())) == len(texts):
+                feats = data["features"]
             else:
-                raise ValueError(f"which must be 'generated' or 'reference', not {which!r}")
-        return self._memory[memo]
-
-    def text_features(self, spec: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
-        ext = self.extractor(spec)
-        memo = (ext.key(), "text-" + _digest(list(texts)))
-        if memo not in self._memory:
-            with self.timings.time(f"text_features/{ext.key()}"):
-                path = self.store.features_dir / f"{ext.key()}-text.npz"
-                if path.exists():
-                    with contextlib.suppress(OSError, ValueError, KeyError):
-                        with np.load(path) as cached:
-                            if str(cached["digest"]) == memo[1]:
-                                self._memory[memo] = cached["features"]
-                                return self._memory[memo]
                 feats = np.concatenate([ext.text_features(texts[s : s + FEATURE_BATCH])
                                         for s in range(0, len(texts), FEATURE_BATCH)])
-                _save_npz(path, features=feats, digest=np.array(memo[1]), spec=np.array(json.dumps(ext.spec())))
-                self._memory[memo] = feats
-        return self._memory[memo]
+                save_npz(path, inputs=key, features=feats, spec=np.array(json.dumps(ext.spec())))
+        self.session.memory[("text", key)] = feats
+        return feats
 
     # -- generated images -------------------------------------------------------------------------
-    def _generated(self, ext: Extractor) -> np.ndarray:
+    def _from_files(self, net: Network) -> np.ndarray:
         manifest = self._rows if self._rows is not None else self.store.read_manifest()
         missing_rows = [it.index for it in self.items if it.index not in manifest]
         if missing_rows:
             raise BenchError(f"sample {missing_rows[0]} has no finished image; run the same command again to "
                              "generate it")
-        cache = GeneratedFeatures(self.store, ext.key())
+        cache = GeneratedFeatures(self.store, net.key)
         known = cache.load()
         todo_chunks = [c for c in chunks(self.items, self.chunk_size)
                        if any((it.index, manifest[it.index]["sha256"]) not in known for it in c)]
         if todo_chunks:
+            ext = net.extractor
             ext.model  # noqa: B018 - build (or fail to download) before any progress is shown
             total = sum(len(c) for c in todo_chunks)
             with ThreadPoolExecutor(self.workers) as pool, \
-                    _progress(total, f"features {ext.kind} (generated, from files)") as bar:
+                    progress(total, f"features {ext.kind} (generated, from files)") as bar:
                 for chunk in todo_chunks:
                     rows = [manifest[it.index] for it in chunk]
                     unsaved = [r for r in rows if not r.get("path")]
@@ -224,37 +184,48 @@ class FeatureStore:
                             f"features {ext.kind} of sample {unsaved[0]['index']} were not kept and its image was "
                             "not saved (--no-save-images); re-run with --overwrite to generate them again")
                     paths = [self.store.path / r["path"] for r in rows]
-                    batch = np.stack(list(pool.map(lambda p: _load_prepared(p, self.preprocess, ext), paths)))
+                    batch = np.stack(list(pool.map(lambda p: _load_prepared(p, net), paths)))
                     feats = features_in_batches(ext, batch, prepared=True)
                     cache.write_chunk([r["index"] for r in rows], [r["sha256"] for r in rows], feats,
-                                      json.dumps(ext.spec()))
+                                      net.describe())
                     for r, f in zip(rows, feats, strict=True):
                         known[(int(r["index"]), r["sha256"])] = f
                     bar(len(chunk))
         return np.stack([known[(it.index, manifest[it.index]["sha256"])] for it in self.items])
 
     # -- reference images -------------------------------------------------------------------------
-    def _reference(self, ext: Extractor) -> np.ndarray:
+    def _reference(self, net: Network) -> np.ndarray:
         refs = self.suite.reference_set()
         if len(refs) == 0:
             raise BenchError(f"suite {self.suite.name!r} has no reference images; drop the metrics that need them")
-        key = _digest([self.suite.name, refs.fingerprint, self.preprocess.as_dict(), ext.key()])
-        path = cache_dir() / "features" / f"{self.suite.name}-{ext.kind}-{key}.npz"
-        self.reference_info[ext.key()] = {"count": len(refs), "cache": str(path)}
-        if path.exists():
-            with contextlib.suppress(OSError, ValueError, KeyError), np.load(path) as cached:
-                feats = cached["features"]
-                if len(feats) == len(refs):
-                    self.reference_info[ext.key()]["cached"] = True
-                    return feats
-        self.reference_info[ext.key()]["cached"] = False
+        ext = net.extractor
+        key = digest([self.suite.name, refs.fingerprint, net.transform.as_dict(), ext.key()])
+        path = reference_path(self.suite.name, ext.kind, key)
+        info = self.reference_info[net.key] = {"count": len(refs), "cache": str(path)}
+        feats = self.session.memory.get(("reference", key))
+        if feats is None:
+            data = load_npz(path, key)
+            if data is not None and len(data.get("features", ())) == len(refs):
+                feats = data["features"]
+        if feats is not None:
+            info["cached"] = True
+            self.session.memory[("reference", key)] = feats
+            return feats
+        info["cached"] = False
+        feats = self._compute_reference(net, refs)
+        save_npz(path, inputs=key, features=feats, spec=np.array(net.describe()))
+        self.session.memory[("reference", key)] = feats
+        return feats
+
+    def _compute_reference(self, net: Network, refs: Any) -> np.ndarray:
+        ext = net.extractor
         ext.model  # noqa: B018
         rows: list[np.ndarray] = []
 
         def load(i: int) -> np.ndarray:
-            return ext.prepare(self.preprocess(refs.load(i)))
+            return ext.prepare(net.transform(refs.load(i)))
 
-        with ThreadPoolExecutor(self.workers) as pool, _progress(len(refs), f"features {ext.kind} (reference)") as bar:
+        with ThreadPoolExecutor(self.workers) as pool, progress(len(refs), f"features {ext.kind} (reference)") as bar:
             batches = [range(s, min(s + FEATURE_BATCH, len(refs))) for s in range(0, len(refs), FEATURE_BATCH)]
             pending: list[list[Future[np.ndarray]]] = []
             for b in batches[:2]:
@@ -272,13 +243,18 @@ class FeatureStore:
                     raise
                 rows.append(features_in_batches(ext, images, prepared=True))
                 bar(len(images))
-        feats = np.concatenate(rows)
-        _save_npz(path, features=feats, spec=np.array(json.dumps(ext.spec())))
-        return feats
+        return np.concatenate(rows)
+
+
+def _load_prepared(path: Any, net: Network) -> np.ndarray:
+    """A saved image, decoded, evaluation-transformed and prepared for the network."""
+    from bench.suites.base import decode_image
+
+    return net.extractor.prepare(net.transform(decode_image(path, str(path), "generated image")))
 
 
 @contextlib.contextmanager
-def _progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
+def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
     """A progress bar (rate and time left) that is cleared when done or when an error interrupts it."""
     from tqdm.auto import tqdm
 

@@ -47,3 +47,20 @@ def register_metrics(register):
 
     ``target`` builds a :class:`bench.metrics.base.Metric` when called with the metric's keyword arguments.
     """
+
+
+@hookspec
+def register_feature_extractors(register):
+    """Register feature networks: ``register(name, target, **info)``.
+
+    ``target`` builds a :class:`bench.metrics.extractors.Extractor` when called with the network's keyword
+    options. Metrics name the networks they consume in :meth:`bench.metrics.base.Metric.feature_specs`.
+    """
+
+
+@hookspec
+def register_commands(register):
+    """Register sub-commands of ``python -m bench``: ``register(name, target, **info)``.
+
+    ``target`` builds a :class:`bench.commands.base.Command` when called without arguments.
+    """

@@ -16,9 +16,17 @@ BUILTIN_PLUGINS = (
     "methods",
     "bench.suites",
     "bench.metrics",
+    "bench.commands",
 )
 
-KINDS = ("methods", "suites", "metrics")
+#: Registry attribute -> (hook suffix, singular noun used in messages).
+KINDS = {
+    "methods": ("methods", "method"),
+    "suites": ("suites", "suite"),
+    "metrics": ("metrics", "metric"),
+    "extractors": ("feature_extractors", "extractor"),
+    "commands": ("commands", "command"),
+}
 
 
 def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
@@ -35,16 +43,20 @@ def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
 
 
 class Plugins:
-    """Registries of methods, suites and metrics collected from one plug-in manager."""
+    """Registries of methods, suites, metrics, feature extractors and commands from one plug-in manager."""
+
+    methods: Registry
+    suites: Registry
+    metrics: Registry
+    extractors: Registry
+    commands: Registry
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
-        self.methods = Registry("method")
-        self.suites = Registry("suite")
-        self.metrics = Registry("metric")
-        for kind in KINDS:
-            registry: Registry = getattr(self, kind)
-            hook = getattr(pm.hook, f"register_{kind}")
+        for kind, (hook_name, noun) in KINDS.items():
+            registry = Registry(noun)
+            setattr(self, kind, registry)
+            hook = getattr(pm.hook, f"register_{hook_name}")
             for impl in hook.get_hookimpls():
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
 

@@ -1,71 +1,127 @@
-"""Latency of a generator, stage by stage (text encoder, denoiser, decoder).
+"""Timing: seconds per stage of a run, and the latency of a generator stage by stage.
 
-On CUDA devices the stages are timed with CUDA events recorded on the current stream after a synchronisation,
-so each stage's time includes the host work that kept the GPU waiting; elsewhere with the host clock around
-synchronised calls. Peak memory is the CUDA allocator's high-water mark (or the process's peak resident size).
+One stage timer serves both: :class:`StageTimer` runs a generator's three stages (text encoder, denoiser,
+decoder) and marks the boundaries with CUDA events recorded on the current stream (so nothing waits, and each
+stage's time includes the host work that kept the GPU waiting) or, elsewhere, with the host clock. A run
+collects the marks after the outputs were used; a latency measurement collects them at once. Peak memory is
+the CUDA allocator's high-water mark (or the process's peak resident size).
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bench.generator import STAGES, Generator
+
+
+class Timings:
+    """Seconds per stage, added from several threads."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self._seconds[key] = self._seconds.get(key, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def time(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(key, time.perf_counter() - start)
+
+    def get(self, key: str) -> float:
+        with self._lock:
+            return self._seconds.get(key, 0.0)
+
+    def total(self, prefix: str) -> float:
+        with self._lock:
+            return sum(v for k, v in self._seconds.items() if k.startswith(prefix))
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._seconds)
 
 
 def _is_cuda(device: Any) -> bool:
     return getattr(device, "type", str(device).split(":")[0]) == "cuda"
 
 
-def _sync(device: Any) -> None:
-    import torch
+class StageTimer:
+    """Calls a generator and records when each of its stages started and ended.
 
-    if _is_cuda(device):
-        torch.cuda.synchronize(device)
+    Generators that keep the standard ``generate`` are run stage by stage; those that override it are timed
+    as a whole (``generate``), unless ``by_stage=True`` forces the stages. :meth:`collect` turns the pending
+    marks into milliseconds per call (and, given ``timings``, adds the seconds under ``generation/<stage>``).
+    """
 
+    def __init__(self, generator: Generator, timings: Timings | None = None, by_stage: bool | None = None) -> None:
+        self.gen = generator
+        self.timings = timings
+        self.by_stage = type(generator).generate is Generator.generate if by_stage is None else by_stage
+        self.cuda = _is_cuda(getattr(generator, "device", None))
+        self._pending: list[list[Any]] = []
 
-def _time_inference_cuda(generator: Generator, noise: Any, prompts: Sequence[str]) -> dict[str, float]:
-    import torch
+    def __call__(self, noise: Any, prompts: Sequence[str]) -> Any:
+        if not self.by_stage:
+            return self.gen.generate(noise, prompts)
+        marks = [self._mark()]
+        conditioning = self.gen.encode_prompts(prompts)
+        marks.append(self._mark())
+        latents = self.gen.denoise(noise, conditioning)
+        marks.append(self._mark())
+        images = self.gen.decode(latents)
+        marks.append(self._mark())
+        self._pending.append(marks)
+        return images
 
-    events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-    torch.cuda.synchronize(generator.device)
-    events[0].record()
-    cond = generator.encode_prompts(prompts)
-    events[1].record()
-    latents = generator.denoise(noise, cond)
-    events[2].record()
-    generator.decode(latents)
-    events[3].record()
-    events[3].synchronize()
-    times = {stage: events[i].elapsed_time(events[i + 1]) for i, stage in enumerate(STAGES)}
-    times["total"] = events[0].elapsed_time(events[3])
-    return times
+    def _mark(self) -> Any:
+        if self.cuda:
+            import torch
+
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def _ms(self, a: Any, b: Any) -> float:
+        if self.cuda:
+            b.synchronize()
+            return float(a.elapsed_time(b))
+        return (b - a) * 1e3
+
+    def collect(self) -> list[dict[str, float]]:
+        """Milliseconds per stage and in total for each call since the last collect (call it after the
+        outputs were used, so CUDA events have completed)."""
+        out = []
+        for marks in self._pending:
+            times = {stage: self._ms(a, b) for stage, a, b in zip(STAGES, marks[:-1], marks[1:], strict=True)}
+            times["total"] = self._ms(marks[0], marks[-1])
+            if self.timings is not None:
+                for stage in STAGES:
+                    self.timings.add(f"generation/{stage}", times[stage] / 1e3)
+            out.append(times)
+        self._pending.clear()
+        return out
 
 
 def time_inference(generator: Generator, noise: Any, prompts: Sequence[str]) -> dict[str, float]:
     """One inference through every stage; milliseconds per stage and in total."""
-    device = generator.device
-    if _is_cuda(device):
-        return _time_inference_cuda(generator, noise, prompts)
-    times: dict[str, float] = {}
-    _sync(device)
-    start = t0 = time.perf_counter()
-    cond = generator.encode_prompts(prompts)
-    _sync(device)
-    t1 = time.perf_counter()
-    times["text_encoder"] = (t1 - t0) * 1e3
-    latents = generator.denoise(noise, cond)
-    _sync(device)
-    t2 = time.perf_counter()
-    times["denoiser"] = (t2 - t1) * 1e3
-    generator.decode(latents)
-    _sync(device)
-    t3 = time.perf_counter()
-    times["decoder"] = (t3 - t2) * 1e3
-    times["total"] = (t3 - start) * 1e3
-    return times
+    if _is_cuda(generator.device):
+        import torch
+
+        torch.cuda.synchronize(generator.device)
+    timer = StageTimer(generator, by_stage=True)
+    timer(noise, prompts)
+    return timer.collect()[0]
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float]:

@@ -356,29 +356,6 @@ def build_sd(
     return with_tiny_decoder(built, args, device)
 
 
-# -- inference settings ---------------------------------------------------------------------------------
-def prepare_modules(modules: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply ``channels_last`` and ``compile`` to loaded networks (in place); returns what was applied."""
-    import torch
-
-    applied: dict[str, Any] = {}
-    if args.get("channels_last"):
-        for key in ("unet", "vae"):
-            if modules.get(key) is not None:
-                modules[key].to(memory_format=torch.channels_last)
-        applied["channels_last"] = True
-    if args.get("compile"):
-        mode = args.get("compile_mode") or "default"
-        for key in ("text_encoder", "unet"):
-            if modules.get(key) is not None:
-                modules[key].compile(mode=mode)
-        vae = modules.get("vae")
-        if vae is not None:
-            vae.decoder.compile(mode=mode)
-        applied["compile"] = mode
-    return applied
-
-
 def read_model_card(path: str | Path) -> dict[str, Any]:
     """``bench_model.json`` of a student directory (``{}`` when absent)."""
     card = Path(path) / "bench_model.json"

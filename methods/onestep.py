@@ -90,56 +90,6 @@ class LatentShapes:
         return (h * factor, w * factor)
 
 
-class CudaGraphStage:
-    """Replays a tensor -> tensor function as a CUDA graph, one graph per input shape.
-
-    The first call with a new shape warms the function up on a side stream, then captures it; later calls
-    copy the inputs into the captured buffers and replay. Outputs are cloned, so callers may keep them. When
-    capture fails (a host synchronisation inside the function, say) the function runs eagerly from then on
-    and :attr:`failures` says why.
-    """
-
-    def __init__(self, fn: Callable[..., Any], pool: Any = None, warmup: int = 2) -> None:
-        self.fn = fn
-        self.pool = pool
-        self.warmup = warmup
-        self.graphs: dict[tuple, Any] = {}
-        self.failures: list[str] = []
-
-    def __call__(self, *inputs: Any) -> Any:
-        key = tuple((tuple(t.shape), t.dtype, t.device) for t in inputs)
-        entry = self.graphs.get(key)
-        if entry is None:
-            entry = self.graphs[key] = self._capture(inputs)
-        if entry is False:
-            return self.fn(*inputs)
-        static_in, static_out, graph = entry
-        for buf, value in zip(static_in, inputs, strict=True):
-            buf.copy_(value)
-        graph.replay()
-        return static_out.clone()
-
-    def _capture(self, inputs: Sequence[Any]) -> Any:
-        import torch
-
-        static_in = [t.clone() for t in inputs]
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        try:
-            with torch.cuda.stream(stream):
-                for _ in range(self.warmup):
-                    self.fn(*static_in)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
-                static_out = self.fn(*static_in)
-        except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager execution
-            torch.cuda.synchronize()
-            self.failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200])
-            return False
-        return static_in, static_out, graph
-
-
 class OneStepGenerator(LatentShapes, Generator):
     """A generator made of SD-style components and one UNet evaluation at ``t = 999``.
 
@@ -176,7 +126,7 @@ class OneStepGenerator(LatentShapes, Generator):
         """Memory format, compilation, CUDA graphs and decode chunking from the method's options."""
         import torch
 
-        from methods.loading import prepare_modules
+        from methods.runtime import CudaGraphStage, prepare_modules
 
         args = self.args
         self.decode_chunk = int(args.get("decode_chunk") or 0)

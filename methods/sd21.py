@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 from bench.generator import Generator
 from bench.options import Option
-from methods.loading import COMMON_OPTIONS, RANDOM, Built, build_sd, prepare_modules, scheduler_from_config
+from methods.loading import COMMON_OPTIONS, RANDOM, Built, build_sd, scheduler_from_config
 from methods.onestep import LatentShapes, latents_to_images, place
+from methods.runtime import prepare_modules
 
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bench import hookimpl  # noqa: E402
-from bench.metrics.base import Metric, MetricContext, MetricResult  # noqa: E402
+from bench.metrics.base import FeatureSpec, Metric, MetricContext, MetricResult  # noqa: E402
 from bench.metrics.extractors import Extractor  # noqa: E402
 from bench.options import Option  # noqa: E402
 
@@ -165,14 +165,17 @@ class ToyFID(Metric):
     keys = ("toy_fid",)
     options = {"seed": Option(0, int)}
 
-    def extractor(self) -> dict[str, Any]:
-        return {"kind": "toy", "weights": "random", "seed": self.args["seed"]}
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec("toy", {"weights": "random", "seed": self.args["seed"]})
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         from bench.metrics.fid import feature_statistics, frechet_distance
 
-        gen = ctx.image_features(self.extractor(), "generated")
-        ref = ctx.image_features(self.extractor(), "reference")
+        gen = ctx.image_features(self.spec(), "generated")
+        ref = ctx.image_features(self.spec(), "reference")
         value = frechet_distance(*feature_statistics(gen), *feature_statistics(ref))
         return MetricResult({"toy_fid": value, "toy_mean": float(gen.mean())},
                             {"weights": "random", "comparable": False})
@@ -183,13 +186,15 @@ class ToyPlugin:
     def register_metrics(self, register):
         register("toy_fid", ToyFID, description="test metric")
 
+    @hookimpl
+    def register_feature_extractors(self, register):
+        register("toy", ToyExtractor, description="test network")
+
 
 def use_toy() -> None:
-    """Register the toy metric and its feature extractor in this process."""
+    """Register the toy metric and its feature extractor in this process (through the plug-in hooks)."""
     from bench import plugins
-    from bench.metrics.extractors import EXTRACTORS
 
-    EXTRACTORS["toy"] = ToyExtractor
     if "toy_fid" not in plugins.current().metrics:
         plugins.register_plugin(ToyPlugin(), name="toy")
 
@@ -197,8 +202,5 @@ def use_toy() -> None:
 @pytest.fixture
 def toy():
     """The toy metric ``toy_fid`` registered for the test (see :func:`use_toy`)."""
-    from bench.metrics.extractors import EXTRACTORS
-
     use_toy()
     yield
-    EXTRACTORS.pop("toy", None)

@@ -36,13 +36,14 @@ def _toy_plugin(folder: Path) -> Path:
         from conftest import ToyExtractor, ToyFID
 
         from bench import hookimpl
-        from bench.metrics.extractors import EXTRACTORS
-
-        EXTRACTORS["toy"] = ToyExtractor
 
         @hookimpl
         def register_metrics(register):
             register("toy_fid", ToyFID, description="test metric")
+
+        @hookimpl
+        def register_feature_extractors(register):
+            register("toy", ToyExtractor, description="test network")
     """))
     dist = folder / "bench_toy_plugin-0.1.dist-info"
     dist.mkdir(exist_ok=True)

@@ -213,8 +213,7 @@ def test_broken_images_are_counted_and_reported(coco_root, tmp_path, toy):
 def test_uint8_conversion_and_flags_match_the_reference_rules():
     import torch
 
-    from bench.metrics.preprocess import to_uint8
-    from bench.runner import image_flag, to_uint8_and_flags
+    from bench.images import image_flag, to_uint8, to_uint8_and_flags
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.2, 1.2, size=(5, 3, 7, 9)).astype(np.float32)
@@ -223,7 +222,8 @@ def test_uint8_conversion_and_flags_match_the_reference_rules():
     x[3] = 0.25
     x[4, :, :3] = np.inf
     u8, flags = to_uint8_and_flags(torch.from_numpy(x))
-    assert np.array_equal(u8, to_uint8(x))
+    by_hand = (np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.array_equal(u8, by_hand) and np.array_equal(to_uint8(x), by_hand)
     assert flags == [image_flag(img) for img in x] == [None, "nan", "black", "constant", "nan"]
 
 
@@ -338,7 +338,7 @@ def test_streamed_features_equal_features_from_the_saved_files(coco_root, tmp_pa
 def test_png_writer_is_lossless_and_standard():
     from PIL import Image
 
-    from bench.runner import encode_png
+    from bench.images import encode_png
 
     rng = np.random.default_rng(1)
     for shape in ((1, 1, 3), (7, 5, 3), (64, 48, 3)):
@@ -424,11 +424,11 @@ def test_background_threads_select_the_runs_gpu(monkeypatch):
     (cuda:<local rank> in multi-GPU runs), and leave a bare 'cuda' (the current device) alone."""
     import torch
 
-    from bench.runner import _Sink
+    from bench.sink import Sink
 
     calls: list[Any] = []
     monkeypatch.setattr(torch.cuda, "set_device", calls.append)
-    sink = _Sink.__new__(_Sink)
+    sink = Sink.__new__(Sink)
     for device in (torch.device("cuda"), torch.device("cpu"), torch.device("cuda", 1)):
         sink.device = device
         sink._use_device()

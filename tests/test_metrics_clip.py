@@ -205,7 +205,7 @@ def test_hps_checkpoint_must_fit_the_model(tmp_path):
 def test_hps_checkpoint_offline_names_the_file(version, filename, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(BenchError) as err:
-        HPS(version=version).extractor()
+        HPS(version=version).feature_specs()
     assert filename in str(err.value) and "xswu/HPSv2" in str(err.value)
 
 

@@ -97,7 +97,7 @@ def test_coco_run_with_real_networks_streams_what_the_files_give(coco_root, tmp_
     from bench import plugins
 
     clip = plugins.current().metrics.get("clip_score").build(weights="random", model="ViT-B-32")
-    ext = build_extractor(clip.extractor())
+    ext = build_extractor(clip.feature_specs()[0])
     assert feature_dir.name == ext.key()
     pre = Coco30kSuite(data_root=str(coco_root)).preprocess()
     files = [run_dir / "images" / f"{i:05d}.png" for i in (3, 4, 5)]
@@ -130,7 +130,7 @@ def test_hpsv2_layout_is_what_the_hpsv2_evaluator_reads(hpsv2_prompts, tmp_path)
     from bench.metrics.extractors import build_extractor
 
     hps = plugins.current().metrics.get("hps").build(weights="random", model="ViT-B-32")
-    scorer = build_extractor(hps.extractor())
+    scorer = build_extractor(hps.feature_specs()[0])
     per_style = {}
     for style in os.listdir(images):
         prompts = json.loads((hpsv2_prompts / f"{style}.json").read_text())

@@ -1,1 +1,11 @@
-"""Sub-commands of ``python -m bench``; each module provides ``add_parser`` and ``run``."""
+"""Built-in sub-commands of ``python -m bench`` (plug-in). Each is a :class:`bench.commands.base.Command`."""
+
+from bench.hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(register):
+    register("list", "bench.commands.list_cmd:ListCommand", description="list registered plug-ins and profiles")
+    register("run", "bench.commands.run_cmd:RunCommand", description="generate and evaluate")
+    register("latency", "bench.commands.latency_cmd:LatencyCommand", description="paper-protocol latency")
+    register("data", "bench.commands.data_cmd:DataCommand", description="download a suite's data")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.base import Command
+
 DATASETS = ("coco", "hpsv2")
 
 
-def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="download the data of a suite (coco, hpsv2)",
-                       description="Download, verify and unpack a suite's data. Interrupted downloads resume when "
-                                   "the command is run again; files fetched by hand into the folder are verified "
-                                   "and unpacked.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", choices=DATASETS, help="coco: MS-COCO 2014 captions and val2014 images (6.9 GB); "
                                                      "hpsv2: the HPSv2 benchmark prompt files")
     p.add_argument("--root", default=None, metavar="DIR",
@@ -61,3 +59,18 @@ def _hpsv2(args: argparse.Namespace) -> int:
         folder = dest
     print(f"HPSv2 prompts ready in {folder}; use them with: python -m bench run --suite hpsv2 --prompts {folder} ...")
     return 0
+
+
+class DataCommand(Command):
+    """The ``data`` sub-command."""
+
+    help = "download the data of a suite (coco, hpsv2)"
+    description = ("Download, verify and unpack a suite's data. Interrupted downloads resume when "
+                   "the command is run again; files fetched by hand into the folder are verified "
+                   "and unpacked.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.commands.base import Command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 from bench.options import parse_kv
@@ -20,9 +21,7 @@ from bench.options import parse_kv
 DEFAULT_PROMPT = "A photo of a cat reading a book in a sunlit library"
 
 
-def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="time one inference stage by stage (paper protocol), with peak memory",
-                       description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="generator name (see `bench list methods`)")
     p.add_argument("--method-args", default="", metavar="K=V,...", help="options of the method, e.g. weights=random")
     p.add_argument("--batch-size", type=int, default=1, help="images per inference (default: 1)")
@@ -115,7 +114,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     versions = package_versions(("torch", "diffusers", "transformers", "sbv2-bench"))
     _, lat_h, lat_w = noise.shape[1:]
     factor = generator.image_size[0] // generator.noise_shape[1]
+    from bench.results import LATENCY_SCHEMA
+
     return {
+        "schema": LATENCY_SCHEMA,
         "kind": "latency",
         "method": args.method,
         "method_args": generator.args,
@@ -176,3 +178,16 @@ def run(args: argparse.Namespace) -> int:
     record["written_to"] = str(out)
     print(text if args.json else f"{table(record)}\nwritten to {out}")
     return 0
+
+
+class LatencyCommand(Command):
+    """The ``latency`` sub-command."""
+
+    help = "time one inference stage by stage (paper protocol), with peak memory"
+    description = __doc__.splitlines()[0]
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args)

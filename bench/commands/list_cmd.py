@@ -1,4 +1,4 @@
-"""``bench list [methods|suites|metrics|plugins] [--json]``."""
+"""``bench list [methods|suites|metrics|extractors|commands|plugins] [--json]``."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import argparse
 import json
 
 from bench import plugins
+from bench.commands.base import Command
 
-CHOICES = ("methods", "suites", "metrics", "plugins")
+CHOICES = ("methods", "suites", "metrics", "extractors", "commands", "plugins")
+#: What ``bench list`` shows without an argument.
+DEFAULT = ("methods", "suites", "metrics")
 
 
-def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="list registered methods, suites, metrics or plug-ins")
-    p.add_argument("what", nargs="?", choices=CHOICES, help="what to list (default: methods, suites and metrics)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", choices=CHOICES,
+                   help="what to list (default: methods, suites and metrics; extractors: the feature networks "
+                        "that metrics use)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
 
 
 def listing(what: str | None = None) -> dict[str, list[dict]]:
     """The registered things as plain data, keyed by kind."""
     reg = plugins.current()
-    kinds = [what] if what else list(plugins.KINDS)
+    kinds = [what] if what else list(DEFAULT)
     out: dict[str, list[dict]] = {}
     for kind in kinds:
         if kind == "plugins":
@@ -40,3 +44,15 @@ def run(args: argparse.Namespace) -> int:
             desc = row.get("description") or ", ".join(row.get("hooks", []))
             print(f"  {row['name']:<16} {desc}  [{row.get('plugin', row.get('distribution') or 'builtin')}]")
     return 0
+
+
+class ListCommand(Command):
+    """The ``list`` sub-command."""
+
+    help = "list registered methods, suites, metrics, feature extractors, commands or plug-ins"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args)

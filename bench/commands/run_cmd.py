@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from bench.commands.base import Command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 from bench.options import parse_kv
 
 
-def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="generate and evaluate (resumes when run again)",
-                       description="Generate the suite's images with a method and compute its metrics. Running the "
-                                   "same command again resumes in the same run directory.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="generator name (see `bench list methods`)")
     p.add_argument("--suite", required=True, help="suite name (see `bench list suites`)")
     p.add_argument("--method-args", default="", metavar="K=V,...", help="options of the method, e.g. guidance=4.5")
@@ -92,21 +90,22 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     from bench import distributed
+    from bench.session import Session
 
     try:
-        results = Run(request).execute()
+        session = Session(args.device, dist=distributed.init(args.device))
+        results = Run(request, session).execute()
     finally:
         distributed.shutdown()
     if results is None:  # a rank other than the main one: the main one reports
         return 0
-    print(json.dumps(results, indent=2, default=str) if args.json else results_table(results) + "\n"
-          + time_budget(results))
+    print(json.dumps(results.to_dict(), indent=2, default=str) if args.json else results_table(results) + "\n"
+          + time_budget(results.timing_s))
     return 0
 
 
-def time_budget(results: dict) -> str:
+def time_budget(t: dict[str, float]) -> str:
     """One line: where the run's time went (from results.json's timing_s; stages may overlap)."""
-    t = results.get("timing_s", {})
     parts = []
     if "load" in t:
         parts.append(f"load {t['load']:.1f}s")
@@ -121,3 +120,17 @@ def time_budget(results: dict) -> str:
     if "orchestration" in t:
         parts.append(f"orchestration {t['orchestration']:.1f}s")
     return f"  time: {', '.join(parts)}; total {t.get('total', 0.0):.1f}s"
+
+
+class RunCommand(Command):
+    """The ``run`` sub-command."""
+
+    help = "generate and evaluate (resumes when run again)"
+    description = ("Generate the suite's images with a method and compute its metrics. Running the "
+                   "same command again resumes in the same run directory.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args)

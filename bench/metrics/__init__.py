@@ -20,3 +20,12 @@ def register_metrics(register):
     register("hps", "bench.metrics.hps:HPS", description="HPSv2 human preference score (x100)", keys=["hps"])
     register("latency", "bench.metrics.latency:Latency", description="batch-1 latency in the run",
              keys=["latency_ms"])
+
+
+@hookimpl
+def register_feature_extractors(register):
+    register("inception", "bench.metrics.extractors:InceptionExtractor",
+             description="Inception-v3 pool3, 2048-d (clean-fid clean mode, 2015-12-05 weights)")
+    register("vgg16", "bench.metrics.extractors:VGG16Extractor", description="VGG-16 fc2, 4096-d (torchvision)")
+    register("clip", "bench.metrics.extractors:ClipExtractor",
+             description="open_clip image and text towers (CLIP score, HPS)")

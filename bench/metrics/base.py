@@ -2,24 +2,65 @@
 
 A metric is built with keyword options (validated against its ``options`` spec) and computes values from a
 :class:`MetricContext`, which hands out features of generated and reference images (computed once, cached
-and shared between metrics), text features, the prompts and the generator itself.
+and shared between metrics and between runs of a session), text features, the prompts and the generator.
+
+What the engine reads from a metric, and nothing else:
+
+* :meth:`Metric.feature_specs`: the feature networks it consumes, each with the evaluation transform its
+  input gets. The engine builds these networks before the first image is generated (an unknown network
+  fails then, not after generation) and streams every generated image through them while generating.
+* :attr:`Metric.needs_reference`: whether the suite's reference images must be present.
+* :attr:`Metric.higher_is_better`: the direction of each output key, for tables and plots.
+* :attr:`Metric.name`: set to the name the metric was registered under; it keys the metric's results.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 from bench.options import Option, resolve_options
 
+if TYPE_CHECKING:
+    from bench.metrics.extractors import Extractor
+    from bench.metrics.preprocess import Preprocess
+
 #: Keys that results.json uses for the headline values, where they apply.
 STANDARD_KEYS = ("fid", "clip_score", "precision", "recall", "density", "coverage", "hps", "latency_ms")
 
 WEIGHTS_OPTION = Option("pretrained", str, ("pretrained", "random"), "published weights or seeded random ones")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature network a metric consumes.
+
+    ``extractor`` is a registered feature-extractor name (``python -m bench list extractors``), ``options`` its
+    keyword options, and ``transform`` the evaluation transform applied to every image before the network's
+    own preparation; ``None`` means the suite's transform (the protocol's centre crop and 256 px Lanczos
+    resize). A network that wants other input (224 or 336 px, another crop) names its own transform.
+    """
+
+    extractor: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    transform: Preprocess | None = None
+
+    def extractor_spec(self) -> dict[str, Any]:
+        """``{"kind": extractor, **options}``: what builds the network and keys its features."""
+        return {"kind": self.extractor, **self.options}
+
+    def key(self, extractor_key: str) -> str:
+        """The features' cache key: the network's key, plus the transform's digest when the spec has its own."""
+        if self.transform is None:
+            return extractor_key
+        blob = json.dumps(self.transform.as_dict(), sort_keys=True).encode()
+        return f"{extractor_key}-t{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 class MetricContext(Protocol):
@@ -30,11 +71,14 @@ class MetricContext(Protocol):
     generator: Any
     device: Any
 
-    def image_features(self, extractor: dict[str, Any], which: str) -> np.ndarray:
-        """Features of the ``"generated"`` or ``"reference"`` images from the extractor described by the spec."""
+    def extractor(self, spec: FeatureSpec) -> Extractor:
+        """The built network of ``spec`` (shared with the run's feature pass)."""
 
-    def text_features(self, extractor: dict[str, Any], texts: Sequence[str]) -> np.ndarray:
-        """Text features from the extractor described by the spec, one row per text."""
+    def image_features(self, spec: FeatureSpec, which: str) -> np.ndarray:
+        """Features of the ``"generated"`` or ``"reference"`` images from the network of ``spec``."""
+
+    def text_features(self, spec: FeatureSpec, texts: Sequence[str]) -> np.ndarray:
+        """Text features from the network of ``spec``, one row per text."""
 
 
 @dataclass
@@ -50,18 +94,33 @@ class MetricResult:
 
 
 class Metric(ABC):
-    """Base class of metrics; subclasses set ``name``, ``keys`` and ``options`` and implement ``compute``."""
+    """Base class of metrics; subclasses set ``name``, ``keys``, ``options`` and ``higher_is_better``, declare
+    their networks in :meth:`feature_specs` and implement :meth:`compute`."""
 
-    name: ClassVar[str] = ""
+    #: Default name; the engine replaces it with the name the metric was registered under.
+    name: str = ""
+    #: Output keys (per-group values are added as ``<key>/<group>``).
     keys: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[dict[str, Option]] = {}
+    #: Whether the suite's reference images are needed.
+    needs_reference: ClassVar[bool] = True
+    #: Direction of each output key: True when a larger value is better.
+    higher_is_better: ClassVar[dict[str, bool]] = {}
 
     def __init__(self, **options: Any) -> None:
-        self.args = resolve_options("metric", self.name, self.options, options)
+        self.args = resolve_options("metric", self.name or type(self).__name__, self.options, options)
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        """The feature networks :meth:`compute` asks the context for (none by default)."""
+        return []
 
     @abstractmethod
     def compute(self, ctx: MetricContext) -> MetricResult:
         """Compute the metric's values."""
+
+    def direction(self, key: str) -> bool | None:
+        """:attr:`higher_is_better` of an output key (``hps/anime`` reads ``hps``); None when undeclared."""
+        return self.higher_is_better.get(key, self.higher_is_better.get(key.split("/", 1)[0]))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "options": self.args}
@@ -69,3 +128,16 @@ class Metric(ABC):
     def _info(self, **extra: Any) -> dict[str, Any]:
         weights = self.args.get("weights", "pretrained")
         return {"weights": weights, "comparable": weights == "pretrained", **extra}
+
+
+def result_key(registered: str, default: str, key: str) -> str:
+    """The results.json key of a metric's output ``key`` when the metric class named ``default`` is registered
+    as ``registered``: unchanged under its own name; ``fid`` -> ``<registered>`` (and ``hps/anime`` ->
+    ``<registered>/anime``) when the key is the class's name; ``<registered>.<key>`` otherwise. Registering a
+    metric under a second name so gives a second set of results, never a silent overwrite."""
+    if not default or registered == default:
+        return key
+    head, sep, tail = key.partition("/")
+    if head == default:
+        return registered + sep + tail
+    return f"{registered}.{key}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.base import WEIGHTS_OPTION, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
 from bench.options import Option
 
 
@@ -46,24 +46,33 @@ class _PairedScore(Metric):
     def scale(self) -> float:
         return 1.0
 
-    def extractor(self) -> dict[str, Any]:
-        spec = {"kind": "clip", "weights": self.args["weights"], "model": self.args["model"], "seed": self.args["seed"],
+    needs_reference = False
+
+    def extractor_options(self) -> dict[str, Any]:
+        """Options of the CLIP-style network (everything its features depend on)."""
+        opts = {"weights": self.args["weights"], "model": self.args["model"], "seed": self.args["seed"],
                 "precision": self.args["precision"]}
         if self.args["weights"] != "random":
-            spec["pretrained"] = self.args["pretrained"]
-        return spec
+            opts["pretrained"] = self.args["pretrained"]
+        return opts
+
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec("clip", self.extractor_options())
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
 
     def texts(self, ctx: MetricContext) -> list[str]:
         return list(ctx.prompts)
 
     def compute(self, ctx: MetricContext) -> MetricResult:
-        spec = self.extractor()
+        spec = self.spec()
         img = ctx.image_features(spec, "generated")
         txt = ctx.text_features(spec, self.texts(ctx))
         scores = paired_cosine(img, txt) * self.scale()
         values = {self.key: float(scores.mean())}
         values.update({f"{self.key}/{g}": v for g, v in group_means(scores, ctx.groups).items()})
-        info = {k: v for k, v in spec.items() if k not in ("kind", "weights")}
+        info = {k: v for k, v in spec.options.items() if k != "weights"}
         return MetricResult(values, self._info(scale=self.scale(), n=len(scores), **info))
 
 
@@ -72,6 +81,7 @@ class ClipScore(_PairedScore):
 
     name = "clip_score"
     keys = ("clip_score",)
+    higher_is_better = {"clip_score": True}
     key = "clip_score"
     options = {
         "weights": WEIGHTS_OPTION,

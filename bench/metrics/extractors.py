@@ -474,14 +474,18 @@ class ClipExtractor(Extractor):
         return torch.nn.functional.normalize(f.float(), dim=-1).double().cpu().numpy()
 
 
-EXTRACTORS: dict[str, type[Extractor]] = {"inception": InceptionExtractor, "vgg16": VGG16Extractor,
-                                          "clip": ClipExtractor}
+def build_extractor(spec: Any) -> Extractor:
+    """A :class:`~bench.metrics.base.FeatureSpec` or ``{"kind": "inception", "weights": "random", ...}`` -> an
+    extractor, built by the plug-in registered under the name (``python -m bench list extractors``); an unknown
+    name is a one-line did-you-mean error."""
+    from bench import plugins
+    from bench.metrics.base import FeatureSpec
 
-
-def build_extractor(spec: dict[str, Any]) -> Extractor:
-    """``{"kind": "inception", "weights": "random", ...}`` -> an extractor."""
-    spec = dict(spec)
-    kind = spec.pop("kind")
-    if kind not in EXTRACTORS:
-        raise BenchError(unknown_name_message("feature extractor", kind, list(EXTRACTORS)))
-    return EXTRACTORS[kind](**spec)
+    options = spec.extractor_spec() if isinstance(spec, FeatureSpec) else dict(spec)
+    kind = options.pop("kind")
+    ext = plugins.current().extractors.get(kind).build(**options)
+    if not isinstance(ext, Extractor):
+        raise BenchError(f"feature extractor {kind!r} did not build an Extractor (got {type(ext).__name__}); "
+                         "fix or uninstall the plug-in that registers it")
+    ext.kind = kind  # the registered name keys its features
+    return ext

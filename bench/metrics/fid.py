@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.base import WEIGHTS_OPTION, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
 from bench.options import Option
 
 
@@ -135,8 +135,11 @@ def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -
 class _InceptionMetric(Metric):
     options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, help="seed of random weights")}
 
-    def extractor(self) -> dict[str, Any]:
-        return {"kind": "inception", "weights": self.args["weights"], "seed": self.args["seed"]}
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec("inception", {"weights": self.args["weights"], "seed": self.args["seed"]})
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
 
 
 class FID(_InceptionMetric):
@@ -144,15 +147,16 @@ class FID(_InceptionMetric):
 
     name = "fid"
     keys = ("fid",)
+    higher_is_better = {"fid": False}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
-        spec = self.extractor()
+        spec = self.spec()
         gen = ctx.image_features(spec, "generated")
         ref = ctx.image_features(spec, "reference")
         if min(len(gen), len(ref)) * 2 <= gen.shape[1]:  # few samples: the n x n form is exact and far cheaper
             value = frechet_distance_from_features(gen, ref)
         else:
-            value = frechet_distance(*feature_statistics(gen), *reference_statistics(ref, spec))
+            value = frechet_distance(*feature_statistics(gen), *reference_statistics(ref, spec.extractor_spec()))
         return MetricResult({"fid": value}, self._info(features="inception-v3 pool3 (clean-fid, clean mode)",
                                                       n_generated=len(gen), n_reference=len(ref)))
 
@@ -162,11 +166,12 @@ class KID(_InceptionMetric):
 
     name = "kid"
     keys = ("kid",)
+    higher_is_better = {"kid": False}
     options = {**_InceptionMetric.options, "subsets": Option(100, int), "subset_size": Option(1000, int),
                "subset_seed": Option(0, int, help="seed of the subset draws")}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
-        spec = self.extractor()
+        spec = self.spec()
         gen = ctx.image_features(spec, "generated")
         ref = ctx.image_features(spec, "reference")
         mean, std = kernel_inception_distance(ref, gen, self.args["subsets"], self.args["subset_size"],
@@ -181,14 +186,14 @@ class InceptionScore(_InceptionMetric):
 
     name = "inception_score"
     keys = ("inception_score",)
+    needs_reference = False
+    higher_is_better = {"inception_score": True}
     options = {**_InceptionMetric.options, "splits": Option(10, int)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
-        from bench.metrics.extractors import build_extractor
-
-        spec = self.extractor()
+        spec = self.spec()
         gen = ctx.image_features(spec, "generated")
-        ext = build_extractor(spec).to(getattr(ctx, "device", None))
+        ext = ctx.extractor(spec)
         mean, std = inception_score(ext.class_probabilities(gen), self.args["splits"])
         return MetricResult({"inception_score": mean}, self._info(inception_score_std=std,
                                                                   splits=self.args["splits"]))

@@ -27,6 +27,7 @@ class HPS(_PairedScore):
 
     name = "hps"
     keys = ("hps",)
+    higher_is_better = {"hps": True}
     key = "hps"
     options = {
         "weights": WEIGHTS_OPTION,
@@ -41,13 +42,13 @@ class HPS(_PairedScore):
     def scale(self) -> float:
         return 100.0
 
-    def extractor(self) -> dict[str, Any]:
-        spec = super().extractor()
-        spec["transform"] = "hps"
+    def extractor_options(self) -> dict[str, Any]:
+        opts = super().extractor_options()
+        opts["transform"] = "hps"
         if self.args["weights"] != "random":
-            spec["checkpoint"] = self.args["checkpoint"] or self._download_checkpoint()
-            spec["version"] = self.args["version"]
-        return spec
+            opts["checkpoint"] = self.args["checkpoint"] or self._download_checkpoint()
+            opts["version"] = self.args["version"]
+        return opts
 
     def _download_checkpoint(self) -> str:
         from huggingface_hub import hf_hub_download

@@ -11,6 +11,8 @@ class Latency(Metric):
 
     name = "latency"
     keys = ("latency_ms",)
+    needs_reference = False
+    higher_is_better = {"latency_ms": False}
     options = {"warmup": Option(5, int), "iters": Option(50, int), "repeats": Option(1, int)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:

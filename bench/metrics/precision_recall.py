@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.base import WEIGHTS_OPTION, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
 from bench.options import Option
 
 #: Unit roundoff of float32.
@@ -430,11 +430,14 @@ class _ManifoldMetric(Metric):
                            "inception: the pool3 features FID uses (no second pass); vgg16: fc2, as the original paper"),
     }
 
-    def extractor(self) -> dict[str, Any]:
-        return {"kind": self.args["features"], "weights": self.args["weights"], "seed": self.args["seed"]}
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(self.args["features"], {"weights": self.args["weights"], "seed": self.args["seed"]})
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
 
     def _features(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray]:
-        spec = self.extractor()
+        spec = self.spec()
         return ctx.image_features(spec, "reference"), ctx.image_features(spec, "generated")
 
     def _describe(self, real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
@@ -453,6 +456,7 @@ class PrecisionRecall(_ManifoldMetric):
 
     name = "precision_recall"
     keys = ("precision", "recall")
+    higher_is_better = {"precision": True, "recall": True}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         real, fake = self._features(ctx)
@@ -465,6 +469,7 @@ class DensityCoverage(_ManifoldMetric):
 
     name = "density_coverage"
     keys = ("density", "coverage")
+    higher_is_better = {"density": True, "coverage": True}
     options = {**_ManifoldMetric.options, "k": Option(5, int)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:

@@ -66,10 +66,3 @@ class Preprocess:
         if self.size is not None and img.size != (self.size, self.size):
             img = img.resize((self.size, self.size), resample=_RESAMPLE[self.resample])
         return np.asarray(img, dtype=np.uint8)
-
-
-def to_uint8(images: Any) -> np.ndarray:
-    """Float images in [0, 1] (B, 3, H, W) torch tensor or array -> uint8 (B, H, W, 3), rounded."""
-    arr = images.detach().float().cpu().numpy() if hasattr(images, "detach") else np.asarray(images, dtype=np.float32)
-    arr = np.nan_to_num(arr, nan=0.0)
-    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)

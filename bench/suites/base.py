@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,9 +13,6 @@ from typing import Any, ClassVar
 from bench.errors import BenchError
 from bench.metrics.preprocess import Preprocess
 from bench.options import Option, resolve_options
-
-#: Metrics known to need no reference images (everything else is assumed to need them).
-REFERENCE_FREE_METRICS = frozenset({"clip_score", "hps", "latency"})
 
 
 @dataclass(frozen=True)
@@ -103,12 +100,14 @@ class Suite(ABC):
     def location_args(self) -> dict[str, Any]:
         return {k: v for k, v in self.args.items() if k in self.location_options}
 
-    def check_data(self, metrics: Sequence[str]) -> None:
-        """Fail early, in one line, when data the run will need is missing (``metrics``: the run's metrics)."""
+    def check_data(self, needs_reference: bool) -> None:
+        """Fail early, in one line, when data the run will need is missing (``needs_reference``: some metric of
+        the run reads the reference images)."""
         return None
 
-    def comparability_issues(self) -> list[str]:
-        """Reasons why this run of the suite cannot be set beside published numbers (beyond :attr:`comparable`)."""
+    def comparability_issues(self, metric_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+        """Reasons why this run of the suite cannot be set beside published numbers (beyond :attr:`comparable`);
+        ``metric_overrides`` are the metric options the user set (``--metric-args``)."""
         return []
 
     def reference_images(self) -> list[Path]:

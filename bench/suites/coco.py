@@ -27,7 +27,7 @@ import json
 import os
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from bench.cache import cache_dir
 from bench.errors import BenchError
 from bench.metrics.preprocess import preprocess_options
 from bench.options import Option
-from bench.suites.base import REFERENCE_FREE_METRICS, PromptItem, ReferenceSet, Suite, decode_image
+from bench.suites.base import PromptItem, ReferenceSet, Suite, decode_image
 
 COCO_ROOT_ENV = "BENCH_COCO_ROOT"
 ANNOTATION_FILE = "annotations/captions_val2014.json"
@@ -261,9 +261,9 @@ class Coco30kSuite(Suite):
         prompts = self.args["prompts"]
         return {"data_root": str(self.data.root), "prompts": str(Path(prompts).expanduser()) if prompts else None}
 
-    def check_data(self, metrics: Sequence[str]) -> None:
+    def check_data(self, needs_reference: bool) -> None:
         self.prompts()
-        if any(m not in REFERENCE_FREE_METRICS for m in metrics):
+        if needs_reference:
             self.reference_set()
 
     def reference_set(self) -> ReferenceSet:
@@ -271,7 +271,7 @@ class Coco30kSuite(Suite):
             self._reference = self.data.reference_set()
         return self._reference
 
-    def comparability_issues(self) -> list[str]:
+    def comparability_issues(self, metric_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
         issues = self.preprocess_deviations()
         n = len(self.prompts())
         if n != PROTOCOL_PROMPTS:

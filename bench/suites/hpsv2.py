@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ class HPSv2Suite(Suite):
             self._items = items
         return self._items
 
-    def check_data(self, metrics: Any) -> None:
+    def check_data(self, needs_reference: bool) -> None:
         self.prompts()
 
     def image_path(self, index: int) -> str:
@@ -134,7 +135,7 @@ class HPSv2Suite(Suite):
     def preprocess(self) -> Preprocess:
         return Preprocess(size=None, center_crop=False)
 
-    def comparability_issues(self) -> list[str]:
+    def comparability_issues(self, metric_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
         self.prompts()
         odd = {s: n for s, n in self._counts.items() if n != PROMPTS_PER_STYLE}
         return [f"prompt counts {odd} differ from the benchmark's {PROMPTS_PER_STYLE} per style"] if odd else []

@@ -1,0 +1,29 @@
+"""The command plug-in interface: a sub-command of ``python -m bench``.
+
+Commands register through the ``register_commands(register)`` hook like methods, suites and metrics; the
+built-in ones (``list``, ``run``, ``latency``, ``data``, ...) are ordinary plug-ins of it. A command module
+must not import heavy libraries at import time: every command's parser is built when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+
+class Command(ABC):
+    """One sub-command: its help line, its arguments and what it does."""
+
+    #: One line for ``python -m bench --help``.
+    help: ClassVar[str] = ""
+    #: The sub-command's own ``--help`` text (default: :attr:`help`).
+    description: ClassVar[str | None] = None
+
+    @abstractmethod
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the command's arguments on its own parser."""
+
+    @abstractmethod
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the work; return the exit status. User errors raise :class:`bench.errors.BenchError`."""
