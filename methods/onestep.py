@@ -101,6 +101,8 @@ class OneStepGenerator(LatentShapes, Generator):
     timestep: int | float = ONE_STEP_TIMESTEP
     #: None: the scheduler config's prediction type; ``"rectified_flow"``: x = z + v (one Euler step).
     prediction_type: str | None = None
+    #: Cumulative alpha in x0 = (z - sqrt(1 - a) eps) / sqrt(a): None = the scheduler's alpha_bar at ``timestep``.
+    alpha_T: float | None = None
 
     def build_components(self) -> Components:  # pragma: no cover - abstract in spirit
         raise NotImplementedError
@@ -118,9 +120,17 @@ class OneStepGenerator(LatentShapes, Generator):
         self.prediction_type = type(self).prediction_type or self.scheduler.config.prediction_type
         if self.prediction_type == RECTIFIED_FLOW:
             self.alpha_bar = None
+        elif self.alpha_T is not None:
+            self.alpha_bar = float(self.alpha_T)
         else:
             self.alpha_bar = float(self.scheduler.alphas_cumprod[int(self.timestep)])
         self._setup_runtime()
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["alpha_T"] = getattr(self, "alpha_bar", self.alpha_T)
+        info["alpha_T_source"] = "scheduler" if self.alpha_T is None else "fixed"
+        return info
 
     def _setup_runtime(self) -> None:
         """Memory format, compilation, CUDA graphs and decode chunking from the method's options."""

@@ -33,7 +33,8 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-SCHEME_B = ("checkpoint_every=2", "checkpoints_total_limit=2", "sample_every=2")
+# export_ema=false: the export is the fused adapter, comparable with lora/ (EMA exports: test_training_official)
+SCHEME_B = ("checkpoint_every=2", "checkpoints_total_limit=2", "sample_every=2", "export_ema=false")
 SCHEME_A = ("student_mode=full", "clip_loss=false", "ema=false", "log_with=csv", "student_lr=1e-3",
             "gradient_accumulation_steps=2")
 
@@ -83,7 +84,8 @@ def test_resumed_run_ends_with_the_same_weights(runs, tmp_path):
     b, resumed = runs["b"], tmp_path / "resumed"
     resumed.mkdir()
     shutil.copytree(b / "checkpoint-2", resumed / "checkpoint-2")
-    assert distill(resumed, *SCHEME_B[:1], "checkpoints_total_limit=1", "sample_every=2", resume="latest") == 0
+    assert distill(resumed, *SCHEME_B[:1], "checkpoints_total_limit=1", "sample_every=2", "export_ema=false",
+                   resume="latest") == 0
     assert_same(tensors(resumed / WEIGHTS), tensors(b / WEIGHTS))
     for name in ("student.safetensors", "lora_teacher.safetensors", "student_ema.safetensors"):
         assert_same(tensors(resumed / "checkpoint-4" / name), tensors(b / "checkpoint-4" / name))
@@ -123,8 +125,10 @@ def test_export_loads_as_sbv2_generator_and_matches_the_unfused_student(runs):
 
 
 def test_export_command_reproduces_the_final_export(runs, tmp_path):
-    assert main(["export", "--run", str(runs["b"]), "--checkpoint", "4", "--output-dir", str(tmp_path / "e")]) == 0
+    assert main(["export", "--run", str(runs["b"]), "--checkpoint", "4", "--no-ema", "--output-dir",
+                 str(tmp_path / "e")]) == 0
     assert_same(tensors(tmp_path / "e" / WEIGHTS), tensors(runs["b"] / WEIGHTS))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left behind
 
 
 def test_merge_is_exact_tensor_by_tensor(runs, tmp_path):
@@ -160,6 +164,34 @@ def test_merge_rejects_mismatched_models(runs, tmp_path, capsys):
         assert ("different tensors" if name == "missing" else "shape") in err
     assert main(["merge", "--a", str(a), "--b", str(tmp_path / "nope"), "--lambda", "0.5",
                  "--output-dir", str(tmp_path / "y")]) == 2
+
+
+def test_merge_and_export_never_touch_their_inputs(runs, tmp_path, capsys):
+    a, b = runs["a"], runs["b"]
+    before = {p: p.stat().st_mtime_ns for p in b.rglob("*") if p.is_file()}
+    cases = [
+        ["merge", "--a", str(b / "lora"), "--b", str(a), "--lambda", "0.5", "--output-dir", str(b)],  # parent
+        ["merge", "--a", str(a), "--b", str(b), "--lambda", "0.5", "--output-dir", str(b / "sub")],  # child
+        ["merge", "--a", str(a), "--b", str(b), "--lambda", "0.5", "--output-dir", str(a)],  # same
+        ["export", "--run", str(b), "--output-dir", str(b / "exported")],
+    ]
+    for argv in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "overlaps" in err, err
+    assert {p: p.stat().st_mtime_ns for p in b.rglob("*") if p.is_file()} == before
+    assert (b / "lora" / "adapter_model.safetensors").is_file()
+    out = tmp_path / "ab"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    argv = ["merge", "--a", str(a), "--b", str(b), "--lambda", "0.5", "--output-dir", str(out)]
+    assert main(argv) == 2 and (out / "keep.txt").is_file()  # not empty: needs --overwrite
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (out / "keep.txt").exists() and (out / WEIGHTS).is_file()
+    from training.checkpoint import umask
+
+    assert oct((out / WEIGHTS).stat().st_mode & 0o777) == oct(0o666 & ~umask())  # not forced to 0600
 
 
 @pytest.mark.parametrize("preset", ["sbv2-a", "sbv2-b", "swiftbrush"])

@@ -18,8 +18,11 @@ from training.prompts import PromptStream, load_image_text_pairs, load_prompts
 def test_presets_carry_the_paper_settings():
     a, b, sb = build_config("sbv2-a"), build_config("sbv2-b"), build_config("swiftbrush")
     for c in (a, b, sb):
-        assert (c.guidance_scale, c.lora_teacher_rank, c.lora_teacher_alpha, c.lora_teacher_lr) == (4.5, 64, 128, 1e-3)
-        assert (c.student_lr, c.batch_size, c.mixed_precision) == (1e-6, 16, "bf16")
+        assert (c.guidance_scale, c.lora_teacher_rank, c.lora_teacher_lr) == (4.5, 64, 1e-3)
+        assert (c.lora_teacher, c.lora_teacher_targets, c.ema) == ("swiftbrush", "qv", True)
+        assert (c.student_lr, c.batch_size, c.mixed_precision, c.teacher_precision) == (1e-6, 16, "bf16", "mixed")
+    assert (a.lora_teacher_alpha, b.lora_teacher_alpha, sb.lora_teacher_alpha) == (128, 128, 108)
+    assert (a.student_alpha_T, sb.student_alpha_T) == (None, 0.0047)
     assert (a.student_init, a.student_mode, a.clip_loss) == ("sd-turbo", "full", False)
     assert (b.student_init, b.student_mode, b.student_lora_rank, b.student_lora_alpha) == ("sd-turbo", "lora", 256, 512)
     assert (b.clip_loss, b.clip_tau, b.clip_weight, b.clip_model, b.loss_decoder) == (True, 0.35, 0.1, "ViT-B-32", "taesd")

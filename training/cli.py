@@ -45,13 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="the run's --output-dir")
     e.add_argument("--checkpoint", default="latest", help="latest (default), a step number or a directory")
     e.add_argument("--no-ema", action="store_true", help="export the raw weights even if an EMA was kept")
-    e.add_argument("--output-dir", required=True)
+    e.add_argument("--output-dir", required=True, help="a new directory outside the run")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output-dir")
 
     m = sub.add_parser("merge", help="theta = lambda * theta_A + (1 - lambda) * theta_B")
     m.add_argument("--a", required=True, help="model A: an export directory or a LoRA directory")
     m.add_argument("--b", required=True, help="model B: an export directory or a LoRA directory")
     m.add_argument("--lambda", dest="lam", type=float, required=True, help="weight of model A (0.5 in SBv2)")
-    m.add_argument("--output-dir", required=True)
+    m.add_argument("--output-dir", required=True, help="a new directory outside both inputs")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output-dir")
 
     p = sub.add_parser("presets", help="list presets, or show every setting of one")
     p.add_argument("--show", metavar="NAME", help="print the resolved settings of a preset as TOML")
@@ -71,7 +73,8 @@ def _distill(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_checkpoint
 
-    out = export_checkpoint(args.run, args.checkpoint, args.output_dir, ema=not args.no_ema)
+    out = export_checkpoint(args.run, args.checkpoint, args.output_dir, ema=not args.no_ema,
+                            overwrite=args.overwrite)
     print(f"training: exported to {out}")
     return 0
 
@@ -79,7 +82,7 @@ def _export(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from training.merge import merge_models
 
-    out = merge_models(args.a, args.b, args.lam, args.output_dir)
+    out = merge_models(args.a, args.b, args.lam, args.output_dir, overwrite=args.overwrite)
     print(f"training: merged model in {out}")
     return 0
 
@@ -107,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return 2
-        return int(COMMANDS[args.command](args) or 0)
+        try:
+            return int(COMMANDS[args.command](args) or 0)
+        except OSError as exc:  # unwritable or missing paths: one line, not a traceback
+            where = f": {exc.filename}" if exc.filename else ""
+            raise BenchError(f"{exc.strerror or exc}{where}; check the paths and their permissions") from None
 
     return run_guarded("training", command, "resume with --resume latest")
 

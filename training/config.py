@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import types
 import typing
@@ -35,7 +36,11 @@ STUDENT_INITS = {"sd-turbo": SD_TURBO, "swiftbrush": SWIFTBRUSH}
 #: Built-in prompt list, used by the ``tiny`` preset and the benchmark (``prompts = ["builtin:demo"]``).
 DEMO_PROMPTS = "builtin:demo"
 
+#: The SwiftBrush trainer's hard-coded cumulative alpha at t = 999 (the scheduler's value is 0.004660).
+SWIFTBRUSH_ALPHA_T = 0.0047
+
 LORA_TARGETS = {
+    "qv": ["to_q", "to_v"],
     "attn": ["to_q", "to_k", "to_v", "to_out.0"],
     "all": [
         "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -62,6 +67,12 @@ class TrainConfig:
     #: Seed of the random weights of ``tiny`` / ``random-sd21`` models.
     model_seed: int = 0
     cache_dir: str | None = None
+    #: Frozen teacher weights: ``mixed`` = cast to the mixed-precision dtype (half the memory of fp32),
+    #: ``fp32`` = kept in float32 and run under autocast (the SwiftBrush trainer).
+    teacher_precision: str = "mixed"
+    #: Cumulative alpha in the student's x0 = (z - sqrt(1 - a) eps) / sqrt(a). None: 0.0047 for
+    #: ``student_init = swiftbrush`` (the SwiftBrush trainer's constant), else the scheduler's alpha_bar_999.
+    student_alpha_T: float | None = None
 
     # -- VSD ----------------------------------------------------------------------------------------
     guidance_scale: float = 4.5
@@ -69,9 +80,14 @@ class TrainConfig:
     t_max: int = 980
     weighting: str = "sigma2"
     loss_reduction: str = "mean"
+    #: ``swiftbrush`` (the official trainer): the LoRA teacher's VSD prediction also gets classifier-free
+    #: guidance; its diffusion loss draws t from [0, 1000), drops the caption for the empty prompt with
+    #: probability 0.1 and weights prediction and target by sqrt(alpha_bar_t). ``prolificdreamer`` (DMD style):
+    #: conditional LoRA prediction, t from [t_min, t_max], captions always, plain epsilon MSE.
+    lora_teacher: str = "swiftbrush"
     lora_teacher_rank: int = 64
     lora_teacher_alpha: int = 128
-    lora_teacher_targets: str = "attn"
+    lora_teacher_targets: str = "qv"
     lora_teacher_lr: float = 1e-3
     #: LoRA-teacher updates after each student update (1 = strict alternation).
     lora_teacher_steps: int = 1
@@ -154,6 +170,8 @@ class TrainConfig:
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "weighting": ("sigma2", "uniform"),
+    "lora_teacher": ("swiftbrush", "prolificdreamer"),
+    "teacher_precision": ("mixed", "fp32"),
     "loss_reduction": ("mean", "sum"),
     "student_mode": ("full", "lora"),
     "lora_teacher_targets": tuple(LORA_TARGETS),
@@ -175,6 +193,15 @@ _SCHEME_A = {
     "batch_size": 16,
     "mixed_precision": "bf16",
     "gradient_checkpointing": True,
+    # the official trainer's LoRA teacher (guided VSD prediction, alpha_bar-weighted loss) on to_q / to_v
+    "lora_teacher": "swiftbrush",
+    "lora_teacher_targets": "qv",
+    "lora_teacher_rank": 64,
+    "lora_teacher_alpha": 128,  # SBv2 paper: rank 64, scaling 128
+    "ema": True,  # --use_ema in the official recipe
+    # frozen teacher cast to bf16 (the official trainer keeps it fp32 under autocast; teacher_precision=fp32):
+    # SD 2.1's 865M UNet parameters take 1.7 GB instead of 3.5 GB per GPU
+    "teacher_precision": "mixed",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -182,8 +209,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sbv2-a": dict(_SCHEME_A),
     # SBv2 model B: LoRA student (rank 256, alpha 512) + clamped CLIP loss through TAESD.
     "sbv2-b": {**_SCHEME_A, "student_mode": "lora", "clip_loss": True},
-    # SwiftBrush (v1): the student starts from the teacher itself, full fine-tune, VSD only.
-    "swiftbrush": {**_SCHEME_A, "student_init": "teacher"},
+    # SwiftBrush (v1): the student starts from the teacher itself, full fine-tune, VSD only; LoRA teacher
+    # rank 64, alpha 108 (SwiftBrush README), x0 with the trainer's hard-coded alpha_T = 0.0047.
+    "swiftbrush": {**_SCHEME_A, "student_init": "teacher", "lora_teacher_alpha": 108,
+                   "student_alpha_T": SWIFTBRUSH_ALPHA_T},
     # Toy-size SD-architecture networks with seeded weights: offline, seconds per step on a CPU.
     "tiny": {
         "teacher": "tiny",
@@ -338,22 +367,74 @@ def build_config(
     return config
 
 
+#: Numeric settings and their allowed ranges: (low, high, low inclusive, high inclusive); None = unbounded.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "seed": (0, None, True, True),
+    "model_seed": (0, None, True, True),
+    "student_alpha_T": (0.0, 1.0, False, False),
+    "guidance_scale": (0.0, None, True, True),
+    "lora_teacher_rank": (1, None, True, True),
+    "lora_teacher_alpha": (0.0, None, False, True),
+    "lora_teacher_lr": (0.0, None, False, True),
+    "lora_teacher_steps": (1, None, True, True),
+    "student_lora_rank": (1, None, True, True),
+    "student_lora_alpha": (0.0, None, False, True),
+    "student_lr": (0.0, None, False, True),
+    "batch_size": (1, None, True, True),
+    "gradient_accumulation_steps": (1, None, True, True),
+    "max_steps": (1, None, True, True),
+    "adam_beta1": (0.0, 1.0, True, False),
+    "adam_beta2": (0.0, 1.0, True, False),
+    "adam_weight_decay": (0.0, None, True, True),
+    "adam_epsilon": (0.0, None, False, True),
+    "max_grad_norm": (0.0, None, True, True),
+    "lr_warmup_steps": (0, None, True, True),
+    "clip_weight": (0.0, None, True, True),
+    "clip_tau": (-1.0, 1.0, True, True),
+    "hps_weight": (0.0, None, True, True),
+    "hps_tau": (-1.0, 1.0, True, True),
+    "image_reg_weight": (0.0, None, True, True),
+    "image_reg_batch_size": (1, None, True, True),
+    "ema_decay": (0.0, 1.0, True, False),
+    "checkpoint_every": (0, None, True, True),
+    "checkpoints_total_limit": (1, None, True, True),
+    "sample_every": (0, None, True, True),
+    "num_samples": (1, None, True, True),
+    "log_every": (0, None, True, True),
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    low, high, low_in, high_in = RANGES[key]
+    if value is None:
+        return
+    ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value >= low if low_in else value > low
+    if ok and high is not None:
+        ok = value <= high if high_in else value < high
+    if not ok:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        interval = f"{'[' if low_in else '('}{lo}, {hi}{']' if high_in else ')'}"
+        raise BenchError(f"{key} must be in {interval}, got {value}")
+
+
 def validate(config: TrainConfig) -> None:
-    """Cross-field checks, each failing with a one-line :class:`BenchError`."""
-    for key in ("batch_size", "gradient_accumulation_steps", "max_steps", "lora_teacher_steps", "num_samples"):
-        if getattr(config, key) < 1:
-            raise BenchError(f"{key} must be at least 1, got {getattr(config, key)}")
+    """Range and cross-field checks, each failing with a one-line :class:`BenchError`."""
+    for key in RANGES:
+        _check_range(key, getattr(config, key))
     if not 0 <= config.t_min <= config.t_max <= 999:
         raise BenchError(f"need 0 <= t_min <= t_max <= 999, got t_min={config.t_min}, t_max={config.t_max}")
-    if not 0.0 <= config.ema_decay < 1.0:
-        raise BenchError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
     if config.image_reg and not config.image_reg_data:
         raise BenchError("image_reg is on but image_reg_data lists no files; --set image_reg_data=pairs.jsonl")
-    if config.checkpoints_total_limit is not None and config.checkpoints_total_limit < 1:
-        raise BenchError("checkpoints_total_limit must be at least 1 (or none for no limit)")
-    for key in ("checkpoint_every", "sample_every", "log_every"):
-        if getattr(config, key) < 0:
-            raise BenchError(f"{key} must be >= 0 (0 turns it off)")
+
+
+def resolved_alpha_T(config: TrainConfig) -> float | None:
+    """The student's x0 constant: ``student_alpha_T``, else 0.0047 for SwiftBrush students, else None (scheduler)."""
+    if config.student_alpha_T is not None:
+        return float(config.student_alpha_T)
+    return SWIFTBRUSH_ALPHA_T if config.student_init == "swiftbrush" else None
 
 
 def to_toml(config: TrainConfig) -> str:

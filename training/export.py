@@ -6,7 +6,10 @@ Layout of an export directory::
     diffusion_pytorch_model.safetensors  UNet weights; a LoRA student is fused into full weights
     bench_model.json                     {"base": "tiny" | hub id, "base_seed": int | null, ...}
     lora/                                (LoRA students) the unfused adapter: adapter_model.safetensors +
-                                         adapter_config.json, which records how to rebuild its base
+                                         adapter_config.json, which records how to rebuild its base. With an
+                                         EMA export the fused weights are base + EMA(B @ A), which no rank-r
+                                         adapter holds: ``lora/`` then keeps the raw (non-EMA) adapter and
+                                         both its config and bench_model.json say ``"ema": false`` for it
 
 ``base`` names where a loader takes the VAE, text encoder and scheduler from: ``tiny`` means
 ``methods.components.build_tiny_components(base_seed)``, anything else is a hub id / pipeline directory.
@@ -19,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from training.config import TrainConfig
+from training.checkpoint import follow_umask
+from training.checkpoint import save_tensors as _save_tensors
+from training.config import TrainConfig, resolved_alpha_T
 
 BENCH_MODEL_FILE = "bench_model.json"
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -71,21 +76,26 @@ def fused_lora_student(config: TrainConfig, trained: dict[str, Any]) -> tuple[di
     return dict(unet.config), fuse_lora(unet)
 
 
-def student_state(config: TrainConfig, trained: dict[str, Any], live: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def student_state(config: TrainConfig, trained: dict[str, Any], live: Any = None,
+                  delta: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(UNet config, full fp32 state dict) of the student from its trained tensors.
 
-    ``live`` is the student module when it is at hand (avoids loading the initial weights again).
+    ``trained``: full weights (full students) or adapter tensors (LoRA students). ``delta``: fused LoRA weight
+    changes (the EMA of ``B @ A``) added to the base weights instead of ``trained``. ``live`` is the student
+    module when it is at hand (avoids loading the initial weights again).
     """
     from training.models import load_student_unet
 
-    if config.student_mode == "lora":
+    if config.student_mode == "lora" and delta is None:
         return fused_lora_student(config, trained)
     unet = live if live is not None else load_student_unet(config)
     state = {k: v.detach().float().cpu().clone() for k, v in unet.state_dict().items()}
-    unknown = set(trained) - set(state)
+    update = trained if delta is None else delta
+    unknown = set(update) - set(state)
     if unknown:
         raise BenchError(f"trained tensors do not fit the student UNet (e.g. {sorted(unknown)[0]})")
-    state.update({k: v.detach().float().cpu() for k, v in trained.items()})
+    for k, v in update.items():
+        state[k] = v.detach().float().cpu() if delta is None else state[k] + v.detach().float().cpu()
     return dict(unet.config), state
 
 
@@ -103,6 +113,9 @@ def save_unet(unet_config: dict[str, Any], state: dict[str, Any], output_dir: st
     torch_dtype = getattr(torch, _DTYPES[dtype])
     unet.load_state_dict({k: v.to(torch_dtype) for k, v in state.items()}, strict=True, assign=True)
     unet.save_pretrained(str(out), safe_serialization=True)
+    follow_umask(out / "config.json")
+    for weights in out.glob("diffusion_pytorch_model*.safetensors*"):
+        follow_umask(weights)
     return out
 
 
@@ -115,12 +128,13 @@ def read_bench_model(directory: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str | Path) -> Path:
+def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str | Path, ema: bool = False) -> Path:
     """Write the unfused adapter and what rebuilds its base into ``output_dir``."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     _save_tensors(trained, out / LORA_WEIGHTS)
     meta = {
+        "ema": ema,
         "rank": config.student_lora_rank,
         "alpha": config.student_lora_alpha,
         "targets": config.student_lora_targets,
@@ -128,12 +142,6 @@ def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str 
     }
     (out / LORA_CONFIG).write_text(json.dumps(meta, indent=1) + "\n")
     return out
-
-
-def _save_tensors(tensors: dict[str, Any], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
 
 
 def load_lora_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -157,67 +165,87 @@ def export_student(
     output_dir: str | Path,
     meta: dict[str, Any],
     live: Any = None,
+    delta: dict[str, Any] | None = None,
 ) -> Path:
-    """Save the student (fused if LoRA), ``bench_model.json`` and, for LoRA students, the adapter."""
+    """Save the student (fused if LoRA), ``bench_model.json`` and, for LoRA students, the adapter.
+
+    ``delta`` (LoRA students): fused EMA deltas exported instead of the adapter; ``lora/`` keeps ``trained``.
+    """
     from training.models import export_base
 
-    unet_config, state = student_state(config, trained, live)
+    unet_config, state = student_state(config, trained, live, delta)
     out = save_unet(unet_config, state, output_dir, config.export_dtype)
     base, base_seed = export_base(config)
+    alpha_T = resolved_alpha_T(config)
     info = {
         "base": base,
         "base_seed": base_seed,
         "format": "diffusers-unet",
         "timestep": 999,
         "prediction_type": "epsilon",
+        "alpha_T": alpha_T,
+        "alpha_T_source": "scheduler" if alpha_T is None else "fixed",
         "teacher": config.teacher,
         "student_init": config.student_init,
         "student_mode": config.student_mode,
+        "lora_teacher": config.lora_teacher,
         "scheme": "B" if config.student_mode == "lora" else "A",
         "preset": config.preset,
         "dtype": config.export_dtype,
         **meta,
     }
     if config.student_mode == "lora":
-        save_lora_dir(config, trained, out / LORA_DIR)
+        save_lora_dir(config, trained, out / LORA_DIR, ema=bool(meta.get("ema")) and delta is None)
         info["lora"] = LORA_DIR
+        info["lora_ema"] = bool(meta.get("ema")) and delta is None
     write_bench_model(out, info)
     return out
 
 
 def export_trainer(trainer: Any) -> Path:
-    """Export a finished :class:`training.trainer.Trainer` into its output directory."""
-    from training.models import trainable_state
-
+    """Export a finished :class:`training.trainer.Trainer` into its output directory (public API only)."""
     acc, cfg = trainer.accelerator, trainer.config
     if acc.is_main_process:
-        student = trainer._student()
         use_ema = trainer.ema is not None and cfg.export_ema
-        source = trainer.ema.shadow if use_ema else trainable_state(student)
-        trained = {k: v.detach().float().cpu() for k, v in source.items()}
-        meta = {"steps": trainer.step, "ema": use_ema, "prediction_type": trainer.models.student_prediction}
-        export_student(cfg, trained, trainer.output_dir, meta, live=student if cfg.student_mode == "full" else None)
+        raw = trainer.trained_state(ema=False)
+        lora = cfg.student_mode == "lora"
+        trained = trainer.trained_state(ema=True) if use_ema and not lora else raw
+        delta = trainer.trained_state(ema=True) if use_ema and lora else None
+        meta = {"steps": trainer.step, "ema": use_ema, "prediction_type": trainer.models.student_prediction,
+                "prompts_truncated": getattr(trainer, "truncated", None)}
+        export_student(cfg, trained, trainer.output_dir, meta, live=None if lora else trainer.student_module(),
+                       delta=delta)
     acc.wait_for_everyone()
     return trainer.output_dir
 
 
-def export_checkpoint(run_dir: str | Path, checkpoint: str, output_dir: str | Path, ema: bool = True) -> Path:
-    """Export a ``checkpoint-<step>`` of a run (``checkpoint`` = ``latest``, a step number or a path)."""
+def export_checkpoint(run_dir: str | Path, checkpoint: str, output_dir: str | Path, ema: bool = True,
+                      overwrite: bool = False) -> Path:
+    """Export a ``checkpoint-<step>`` of a run (``checkpoint`` = ``latest``, a step number or a path) into a new
+    ``output_dir`` (never inside the run; an existing non-empty one only with ``overwrite``)."""
     from safetensors.torch import load_file
 
+    from training.checkpoint import EMA_FILE, STUDENT_FILE, read_state, resolve_checkpoint
     from training.config import build_config, read_toml
-    from training.trainer import EMA_FILE, STATE_FILE, STUDENT_FILE, resolve_checkpoint
+    from training.outputs import check_no_overlap, staged_output
 
     run = Path(run_dir)
     if not (run / "config.toml").is_file():
         raise BenchError(f"{run} is not a training output directory (no config.toml)")
+    check_no_overlap(output_dir, [run])
     values = read_toml(run / "config.toml")
     config = build_config(values.pop("preset", None), overrides=values)
     spec = f"checkpoint-{checkpoint}" if str(checkpoint).isdigit() else checkpoint
     path = resolve_checkpoint(spec, run)
     if path is None:
         raise BenchError(f"{run} has no checkpoints")
+    check_no_overlap(output_dir, [path])
     use_ema = ema and (path / EMA_FILE).is_file()
-    trained = load_file(str(path / (EMA_FILE if use_ema else STUDENT_FILE)))
-    step = json.loads((path / STATE_FILE).read_text())["step"]
-    return export_student(config, trained, output_dir, {"steps": step, "ema": use_ema, "checkpoint": str(path)})
+    raw = load_file(str(path / STUDENT_FILE))
+    lora = config.student_mode == "lora"
+    trained = load_file(str(path / EMA_FILE)) if use_ema and not lora else raw
+    delta = load_file(str(path / EMA_FILE)) if use_ema and lora else None
+    step = read_state(path)["step"]
+    with staged_output(output_dir, overwrite) as tmp:
+        export_student(config, trained, tmp, {"steps": step, "ema": use_ema, "checkpoint": str(path)}, delta=delta)
+    return Path(output_dir)

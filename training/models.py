@@ -220,10 +220,16 @@ def lora_config(rank: int, alpha: int, targets: str) -> Any:
     return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=list(LORA_TARGETS[targets]))
 
 
-def add_lora(unet: Any, rank: int, alpha: int, targets: str) -> Any:
-    """Freeze ``unet`` and add a trainable fp32 LoRA adapter (LoRA ``B`` starts at zero: no change at step 0)."""
+def add_lora(unet: Any, rank: int, alpha: int, targets: str, seed: int = 0) -> Any:
+    """Freeze ``unet`` and add a trainable fp32 LoRA adapter (LoRA ``B`` starts at zero: no change at step 0).
+
+    The ``A`` matrices are drawn from a generator seeded with ``seed`` (peft draws them from torch's global
+    generator, which is left as it was).
+    """
+    from methods.components import seeded
+
     unet.requires_grad_(False)
-    unet.add_adapter(lora_config(rank, alpha, targets))
+    seeded(seed, lambda: unet.add_adapter(lora_config(rank, alpha, targets)))
     for name, param in unet.named_parameters():
         if "lora_" in name:
             param.requires_grad_(True)
@@ -234,6 +240,28 @@ def add_lora(unet: Any, rank: int, alpha: int, targets: str) -> Any:
 def trainable_state(module: Any) -> dict[str, Any]:
     """The trainable parameters of ``module`` by name (what checkpoints and the EMA hold)."""
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+
+def lora_deltas(unet: Any) -> dict[str, Any]:
+    """The fused weight change ``scale * B @ A`` of every LoRA layer, keyed by the plain UNet's weight name."""
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    out = {}
+    with torch.no_grad():
+        for name, module in unet.named_modules():
+            if isinstance(module, BaseTunerLayer):
+                deltas = [module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A]
+                if deltas:
+                    out[f"{name}.weight"] = sum(deltas[1:], deltas[0]).float()
+    return out
+
+
+def lora_seeds(config: TrainConfig) -> tuple[int, int]:
+    """Seeds of the LoRA ``A`` initialisation of (LoRA teacher, student), derived from the run's ``seed``."""
+    from training.prompts import derived_seed
+
+    return derived_seed(config.seed, 0x10A7), derived_seed(config.seed, 0x57D7)
 
 
 @dataclass
@@ -326,11 +354,13 @@ def build_models(config: TrainConfig, device: Any = None) -> DistillModels:
 
     cast(text_encoder.requires_grad_(False).eval(), dtype)
     cast(vae.requires_grad_(False).eval(), dtype)
-    cast(teacher, dtype)
-    add_lora(teacher, config.lora_teacher_rank, config.lora_teacher_alpha, config.lora_teacher_targets)
+    cast(teacher, dtype if config.teacher_precision == "mixed" else torch.float32)
+    teacher_seed, student_seed = lora_seeds(config)
+    add_lora(teacher, config.lora_teacher_rank, config.lora_teacher_alpha, config.lora_teacher_targets, teacher_seed)
     if config.student_mode == "lora":
         cast(student, dtype)
-        add_lora(student, config.student_lora_rank, config.student_lora_alpha, config.student_lora_targets)
+        add_lora(student, config.student_lora_rank, config.student_lora_alpha, config.student_lora_targets,
+                 student_seed)
     else:
         cast(student.requires_grad_(True), torch.float32)
     if config.gradient_checkpointing:

@@ -3,120 +3,54 @@
 One training step (``gradient_accumulation_steps`` micro-batches each):
 
 1. student update: ``x0 = f(z, y)`` at t = 999; a timestep ``t`` and noise give ``x_t``; the frozen teacher
-   (LoRA adapter disabled, classifier-free guidance) and the LoRA teacher (adapter enabled, conditional) predict
-   epsilon without gradient; the surrogate loss passes ``w(t) (eps_teacher - eps_lora)`` into the student,
-   plus the optional clamped CLIP / HPS losses and image regularisation;
+   (LoRA adapter disabled, classifier-free guidance) and the LoRA teacher (adapter enabled; guided too for
+   ``lora_teacher=swiftbrush``, conditional for ``prolificdreamer``) predict epsilon without gradient; the
+   surrogate loss passes ``w(t) (eps_teacher - eps_lora)`` into the student, plus the optional clamped CLIP /
+   HPS losses and image regularisation;
 2. ``lora_teacher_steps`` LoRA-teacher updates with the diffusion loss on the detached ``x0`` of step 1.
 
-Prompts, noise and timesteps come from generators seeded by ``(seed, step, micro-batch, process)``, so a
-resumed run replays exactly what an uninterrupted one would have done. Checkpoints (``checkpoint-<step>``)
-hold the trainable weights (safetensors), optimizer, scheduler and RNG states through ``accelerator.save_state``.
+Prompts, noise, timesteps, dropped captions and the LoRA initialisation come from generators seeded by the
+run's ``seed`` (and ``(step, micro-batch, process)``), so a run is a function of its settings and a resumed run
+replays exactly what an uninterrupted one would have done. Checkpoints: :mod:`training.checkpoint`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import math
-import re
+import os
 import shutil
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from training.config import TrainConfig, to_toml
+from training import checkpoint as ckpt
+from training.checkpoint import EMA, list_checkpoints, resolve_checkpoint
+from training.config import TrainConfig, resolved_alpha_T, to_toml
+from training.runlog import RunLog
+from training.steps import LORA_UNCOND_PROB, StepPieces
 
-STUDENT_FILE = "student.safetensors"
-LORA_TEACHER_FILE = "lora_teacher.safetensors"
-EMA_FILE = "student_ema.safetensors"
-STATE_FILE = "training_state.json"
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+__all__ = ["LORA_UNCOND_PROB", "Trainer", "check_launch"]
+
 _NOISE, _LORA, _REG = 0, 1, 1000
 
 
-class EMA:
-    """Exponential moving average of named parameters, kept in float32."""
-
-    def __init__(self, params: dict[str, Any], decay: float) -> None:
-        self.decay = float(decay)
-        self.shadow = {n: p.detach().float().clone() for n, p in params.items()}
-
-    def update(self, params: dict[str, Any]) -> None:
-        import torch
-
-        with torch.no_grad():
-            for name, p in params.items():
-                self.shadow[name].lerp_(p.detach().float(), 1.0 - self.decay)
-
-    def state_dict(self) -> dict[str, Any]:
-        return dict(self.shadow)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = set(self.shadow) - set(state)
-        if missing:
-            raise BenchError(f"EMA checkpoint lacks {len(missing)} tensors (e.g. {sorted(missing)[0]})")
-        for name in self.shadow:
-            self.shadow[name].copy_(state[name])
+def check_launch(num_processes: int, environ: Mapping[str, str]) -> None:
+    """Stop when the launcher started several processes but no process group formed (each would train alone)."""
+    for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        try:
+            launched = int(environ.get(key, "1") or 1)
+        except ValueError:
+            continue
+        if launched > num_processes:
+            raise BenchError(f"{key}={launched} but this process sees {num_processes} process(es): the launch formed "
+                             "no process group; check `accelerate config` (--multi_gpu, --num_processes) and the GPUs")
 
 
-def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the ``checkpoint-<step>`` directories under ``output_dir``, oldest first."""
-    root = Path(output_dir)
-    found = []
-    if root.is_dir():
-        for child in root.iterdir():
-            m = CHECKPOINT_RE.match(child.name)
-            if m and child.is_dir() and (child / STATE_FILE).is_file():
-                found.append((int(m.group(1)), child))
-    return sorted(found)
-
-
-def resolve_checkpoint(spec: str | None, output_dir: str | Path) -> Path | None:
-    """``latest`` -> newest checkpoint of ``output_dir`` (None when there is none); a path -> that checkpoint."""
-    if not spec:
-        return None
-    if spec == "latest":
-        found = list_checkpoints(output_dir)
-        return found[-1][1] if found else None
-    path = Path(spec)
-    if not path.is_dir() and (Path(output_dir) / spec).is_dir():
-        path = Path(output_dir) / spec
-    if not (path / STATE_FILE).is_file():
-        raise BenchError(f"{spec!r} is not a checkpoint directory (no {STATE_FILE}); use --resume latest or a "
-                         "checkpoint-<step> directory")
-    return path
-
-
-def _save_tensors(tensors: dict[str, Any], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
-
-
-def _load_into(params: dict[str, Any], path: Path, what: str) -> None:
-    import torch
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise BenchError(f"checkpoint {path.parent} has no {path.name}; it was not written by this trainer")
-    state = load_file(str(path))
-    if set(state) != set(params):
-        extra, missing = sorted(set(state) - set(params)), sorted(set(params) - set(state))
-        raise BenchError(
-            f"the {what} in {path.parent} does not match this run ({len(missing)} missing, {len(extra)} unexpected "
-            f"tensors, e.g. {(missing or extra)[0]}); was it trained with other settings?"
-        )
-    with torch.no_grad():
-        for name, p in params.items():
-            if tuple(state[name].shape) != tuple(p.shape):
-                raise BenchError(f"the {what} tensor {name} has shape {tuple(state[name].shape)} in the checkpoint, "
-                                 f"{tuple(p.shape)} in this run")
-            p.copy_(state[name])
-
-
-class Trainer:
+class Trainer(StepPieces, RunLog):
     """Owns the accelerator, the models and the loop. ``Trainer(config, out).train()`` runs a whole job."""
 
     def __init__(self, config: TrainConfig, output_dir: str | Path, resume: str | None = None) -> None:
@@ -162,6 +96,7 @@ class Trainer:
             project_config=project,
         )
         self.accelerator = acc
+        check_launch(acc.num_processes, os.environ)
         if acc.distributed_type.name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
             raise BenchError(f"{acc.distributed_type.name} is not supported by this trainer; launch with plain "
                              "multi-GPU (DDP) instead (`accelerate launch --multi_gpu ...`)")
@@ -179,7 +114,9 @@ class Trainer:
         for scorer in (m.clip, m.hps):
             if scorer is not None:
                 scorer.model.to(device)
-        self.alpha_bar_T = float(m.alphas_cumprod[-1])
+        alpha_T = resolved_alpha_T(cfg)
+        self.alpha_bar_T = alpha_T if alpha_T is not None else float(m.alphas_cumprod[-1])
+        self.teacher_dtype = self.dtype if cfg.teacher_precision == "mixed" else torch.float32
         self.alphas = m.alphas_cumprod.to(device=device, dtype=torch.float32)
 
         def adamw(params: list[Any], lr: float) -> Any:
@@ -191,10 +128,7 @@ class Trainer:
         self.sched_s = self._scheduler(opt_s, cfg.max_steps)
         self.sched_l = self._scheduler(opt_l, cfg.max_steps * cfg.lora_teacher_steps)
         self.student, self.opt_s, self.teacher, self.opt_l = acc.prepare(m.student, opt_s, m.teacher, opt_l)
-        acc.register_for_checkpointing(self.sched_s, self.sched_l)
-        self.ema = EMA(trainable_state(self._student()), cfg.ema_decay) if cfg.ema else None
-        acc.register_save_state_pre_hook(self._save_hook)
-        acc.register_load_state_pre_hook(self._load_hook)
+        self.ema = EMA(self._ema_source(), cfg.ema_decay) if cfg.ema else None
 
         self.stream = PromptStream(self.prompts, cfg.seed, cfg.batch_size, cfg.gradient_accumulation_steps,
                                    acc.num_processes)
@@ -219,40 +153,47 @@ class Trainer:
     def _student(self) -> Any:
         return self.accelerator.unwrap_model(self.student)
 
-    def _teacher(self) -> Any:
-        return self.accelerator.unwrap_model(self.teacher)
+    # -- trained state and checkpoints (trainable tensors only; the frozen weights are rebuilt from the config) --
+    def _ema_source(self) -> dict[str, Any]:
+        """What the EMA averages: the weights of a full student, the fused ``B @ A`` deltas of a LoRA student."""
+        from training.models import lora_deltas, trainable_state
 
-    # -- checkpoint hooks (trainable weights only; the frozen weights are rebuilt from the config) --
-    def _save_hook(self, models: list[Any], weights: list[Any], output_dir: str) -> None:
+        student = self._student()
+        return lora_deltas(student) if self.config.student_mode == "lora" else trainable_state(student)
+
+    def trained_state(self, ema: bool = False) -> dict[str, Any]:
+        """The student's trained tensors on the CPU in float32: its trainable parameters (``ema=False``) or its
+        EMA (full weights, or ``B @ A`` deltas keyed by base weight name for LoRA students)."""
         from training.models import trainable_state
 
-        if self.accelerator.is_main_process:
-            out = Path(output_dir)
-            _save_tensors(trainable_state(self._student()), out / STUDENT_FILE)
-            _save_tensors(trainable_state(self._teacher()), out / LORA_TEACHER_FILE)
-            if self.ema is not None:
-                _save_tensors(self.ema.shadow, out / EMA_FILE)
-        weights.clear()
+        if ema and self.ema is None:
+            raise BenchError("this run keeps no EMA (ema=false)")
+        source = self.ema.shadow if ema else trainable_state(self._student())
+        return {k: v.detach().float().cpu().clone() for k, v in source.items()}
 
-    def _load_hook(self, models: list[Any], input_dir: str) -> None:
-        from training.models import trainable_state
-
-        src = Path(input_dir)
-        _load_into(trainable_state(self._student()), src / STUDENT_FILE, "student")
-        _load_into(trainable_state(self._teacher()), src / LORA_TEACHER_FILE, "LoRA teacher")
-        if self.ema is not None:
-            if not (src / EMA_FILE).is_file():
-                raise BenchError(f"checkpoint {src} has no EMA weights but this run has ema=true")
-            _load_into(self.ema.shadow, src / EMA_FILE, "student EMA")
-        models.clear()
+    def student_module(self) -> Any:
+        """The (unwrapped) student UNet."""
+        return self._student()
 
     def save_checkpoint(self) -> Path:
+        from training.models import trainable_state
+
         acc = self.accelerator
         path = self.output_dir / f"checkpoint-{self.step}"
-        acc.save_state(str(path))
         if acc.is_main_process:
-            state = {"step": self.step, "config": self.config.to_dict()}
-            (path / STATE_FILE).write_text(json.dumps(state, indent=1))
+            tmp = self.output_dir / f".checkpoint-{self.step}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            ckpt.save_tensors(trainable_state(self._student()), tmp / ckpt.STUDENT_FILE)
+            ckpt.save_tensors(trainable_state(self._teacher()), tmp / ckpt.LORA_TEACHER_FILE)
+            if self.ema is not None:
+                ckpt.save_tensors(self.ema.shadow, tmp / ckpt.EMA_FILE)
+            ckpt.save_optimizers({"student": self.opt_s, "lora_teacher": self.opt_l}, tmp)
+            ckpt.save_schedulers({"student": self.sched_s, "lora_teacher": self.sched_l}, tmp)
+            ckpt.write_state(tmp, self.step, self.config.to_dict())
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
             limit = self.config.checkpoints_total_limit
             if limit is not None:
                 for _, old in list_checkpoints(self.output_dir)[:-limit]:
@@ -261,103 +202,18 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: Path) -> None:
-        state = json.loads((path / STATE_FILE).read_text())
-        saved = state.get("config", {})
-        for key in ("student_mode", "student_init", "teacher", "student_lora_rank", "lora_teacher_rank", "ema"):
-            if key in saved and saved[key] != getattr(self.config, key):
-                raise BenchError(f"cannot resume from {path}: it was trained with {key}={saved[key]!r}, "
-                                 f"this run has {key}={getattr(self.config, key)!r}")
-        self.accelerator.load_state(str(path))
+        """Restore weights, EMA, optimizer and scheduler states after checking the settings match."""
+        from training.models import trainable_state
+
+        state = ckpt.read_state(path)
+        ckpt.check_same_settings(state.get("config", {}), self.config.to_dict(), path)
+        ckpt.load_into(trainable_state(self._student()), path / ckpt.STUDENT_FILE, "student")
+        ckpt.load_into(trainable_state(self._teacher()), path / ckpt.LORA_TEACHER_FILE, "LoRA teacher")
+        if self.ema is not None:
+            ckpt.load_into(self.ema.shadow, path / ckpt.EMA_FILE, "student EMA")
+        ckpt.load_optimizers({"student": self.opt_s, "lora_teacher": self.opt_l}, path)
+        ckpt.load_schedulers({"student": self.sched_s, "lora_teacher": self.sched_l}, path)
         self.step = int(state["step"])
-
-    # -- pieces of a step ---------------------------------------------------------------------------
-    def generator(self, step: int, micro: int, purpose: int) -> Any:
-        import torch
-
-        from training.prompts import derived_seed
-
-        rank = self.accelerator.process_index
-        device = self.accelerator.device
-        gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
-        return gen.manual_seed(derived_seed(self.config.seed, step, micro, rank, purpose))
-
-    def randn(self, shape: tuple[int, ...], gen: Any) -> Any:
-        import torch
-
-        return torch.randn(shape, generator=gen, device=gen.device).to(self.accelerator.device)
-
-    def encode(self, prompts: list[str]) -> Any:
-        import torch
-
-        with torch.no_grad(), self.accelerator.autocast():
-            ids = self.models.tokenize(prompts).to(self.accelerator.device)
-            return self.models.text_encoder(ids)[0]
-
-    def student_x0(self, model: Any, z: Any, cond: Any) -> Any:
-        import torch
-
-        from methods.onestep import ONE_STEP_TIMESTEP, x0_from_prediction
-
-        t = torch.full((z.shape[0],), ONE_STEP_TIMESTEP, device=z.device, dtype=torch.long)
-        pred = model(z, t, encoder_hidden_states=cond).sample
-        return x0_from_prediction(z, pred.float(), self.alpha_bar_T, self.models.student_prediction)
-
-    def vsd_loss(self, x0: Any, cond: Any, gen: Any) -> Any:
-        """The VSD surrogate loss of ``x0`` (teacher and LoRA teacher evaluated without gradient)."""
-        import torch
-
-        from training import vsd
-
-        cfg, teacher = self.config, self._teacher()
-        b = x0.shape[0]
-        t = vsd.sample_timesteps(b, cfg.t_min, cfg.t_max, generator=gen, device=x0.device)
-        noise = self.randn(tuple(x0.shape), gen)
-        a = vsd.gather(self.alphas, t, x0.float())
-        with torch.no_grad():
-            x_t = vsd.add_noise(x0.detach().float(), noise, a).to(self.dtype)
-            kind = self.models.teacher_prediction
-            teacher.disable_adapters()
-            try:
-                if cfg.guidance_scale == 1.0:
-                    eps_teacher = vsd.eps_from_prediction(x_t, teacher(x_t, t, encoder_hidden_states=cond).sample, a, kind)
-                else:
-                    pred = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                                   encoder_hidden_states=torch.cat([self.uncond.expand(b, -1, -1), cond])).sample
-                    eps_u, eps_c = (vsd.eps_from_prediction(x_t, p, a, kind) for p in pred.chunk(2))
-                    eps_teacher = vsd.guided(eps_u, eps_c, cfg.guidance_scale)
-            finally:
-                teacher.enable_adapters()
-            eps_lora = vsd.eps_from_prediction(x_t, teacher(x_t, t, encoder_hidden_states=cond).sample, a, kind)
-        return vsd.vsd_surrogate_loss(x0, eps_teacher, eps_lora, vsd.weighting(a, cfg.weighting), cfg.loss_reduction)
-
-    def real_batch(self, step: int, micro: int) -> tuple[Any, list[str]]:
-        """Latents and captions of the real image-text pairs for this (step, micro-batch)."""
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        cfg = self.config
-        n = cfg.image_reg_batch_size
-        start = ((step * cfg.gradient_accumulation_steps + micro) * self.accelerator.num_processes
-                 + self.accelerator.process_index) * n
-        h, w = (s * self.vae_factor for s in self.latent_shape[1:])
-        images, captions = [], []
-        for i in self.pair_order.indices(start, n):
-            path, caption = self.pairs[i]
-            try:
-                img = Image.open(path).convert("RGB")
-            except OSError as exc:
-                raise BenchError(f"cannot read regularisation image {path}: {exc}") from None
-            side = min(img.size)
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side)).resize((w, h), Image.LANCZOS)
-            images.append(torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
-            captions.append(caption)
-        pixels = torch.stack(images).to(self.accelerator.device, self.dtype)
-        vae = self.models.vae
-        with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
-        return latents.float(), captions
 
     def train_step(self) -> dict[str, float]:
         """Run one optimisation step (student update, then LoRA-teacher updates); returns its metrics."""
@@ -422,7 +278,7 @@ class Trainer:
         self.sched_s.step()
         self.opt_s.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(trainable_state(self._student()))
+            self.ema.update(self._ema_source())
 
         lora_params = list(trainable_state(self._teacher()).values())
         for k in range(cfg.lora_teacher_steps):
@@ -431,13 +287,7 @@ class Trainer:
                 sync = contextlib.nullcontext() if micro == accum - 1 else acc.no_sync(self.teacher)
                 with sync:
                     with acc.autocast():
-                        t = vsd.sample_timesteps(x0.shape[0], cfg.t_min, cfg.t_max, generator=gen, device=x0.device)
-                        noise = self.randn(tuple(x0.shape), gen)
-                        a = vsd.gather(self.alphas, t, x0)
-                        x_t = vsd.add_noise(x0, noise, a).to(self.dtype)
-                        pred = self.teacher(x_t, t, encoder_hidden_states=cond).sample
-                        target = vsd.diffusion_target(x0, noise, a, m.teacher_prediction)
-                        loss_lora = vsd.diffusion_loss(pred, target)
+                        loss_lora = self.lora_teacher_loss(x0, cond, gen)
                     acc.backward(loss_lora / accum)
                 sums["loss_lora"] = sums.get("loss_lora", 0.0) + float(loss_lora.detach()) / (accum * cfg.lora_teacher_steps)
             if cfg.max_grad_norm > 0:
@@ -456,79 +306,38 @@ class Trainer:
         metrics["lr_lora_teacher"] = self.sched_l.get_last_lr()[0]
         return metrics
 
-    # -- logging and samples ------------------------------------------------------------------------
-    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
-        import torch
-
-        acc = self.accelerator
-        if acc.num_processes == 1:
-            return metrics
-        keys = sorted(metrics)
-        values = acc.reduce(torch.tensor([metrics[k] for k in keys], device=acc.device), reduction="mean")
-        return dict(zip(keys, values.tolist(), strict=True))
-
-    def _csv_path(self) -> Path:
-        return self.output_dir / "metrics.csv"
-
-    def _truncate_csv(self, last_step: int) -> None:
-        path = self._csv_path()
-        if not path.is_file():
-            return
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-            keys = list(rows[0]) if rows else None
-        kept = [r for r in rows if int(r["step"]) <= last_step]
-        with open(path, "w", newline="") as fh:
-            if keys:
-                writer = csv.DictWriter(fh, fieldnames=keys)
-                writer.writeheader()
-                writer.writerows(kept)
-        self._csv_keys = keys
-
-    def log(self, metrics: dict[str, float]) -> None:
-        acc = self.accelerator
-        if not acc.is_main_process:
-            return
-        row = {"step": self.step, **{k: f"{v:.6g}" for k, v in sorted(metrics.items())}}
-        path = self._csv_path()
-        if self._csv_keys is None:
-            self._csv_keys = list(row)
-            if path.is_file() and path.stat().st_size:
-                with open(path, newline="") as fh:
-                    self._csv_keys = next(csv.reader(fh))
-        new = not path.is_file() or path.stat().st_size == 0
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self._csv_keys, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        if self.log_with == "tensorboard":
-            acc.log(metrics, step=self.step)
-
-    def save_samples(self) -> Path | None:
-        """Decode the student's outputs for fixed noise and prompts into ``samples/step-<step>.png``."""
-        import torch
-        from torchvision.utils import save_image
-
-        from methods.onestep import latents_to_images
-        from training.prompts import derived_seed
-
-        if not self.accelerator.is_main_process:
-            return None
-        n = len(self.sample_prompts)
-        gen = torch.Generator().manual_seed(derived_seed(self.config.seed, 0x5A3B1E))
-        z = torch.randn((n, *self.latent_shape), generator=gen).to(self.accelerator.device)
-        with torch.no_grad(), self.accelerator.autocast():
-            x0 = self.student_x0(self._student(), z, self.encode(self.sample_prompts))
-            images = latents_to_images(self.models.vae, x0.to(self.dtype)).float().cpu()
-        path = self.output_dir / "samples" / f"step-{self.step:06d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, str(path), nrow=max(1, int(math.ceil(math.sqrt(n)))))
-        return path
-
     # -- the job ----------------------------------------------------------------------------------
     def train(self, export: bool = True) -> Path:
-        """Run (or resume) the job up to ``max_steps`` and export the student; returns the export dir."""
+        """Run (or resume) the job up to ``max_steps`` and export the student; returns the export dir.
+
+        The output directory is locked for the whole job (one ``training distill`` per directory).
+        """
+        from bench.locking import lock_directory
+
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise BenchError(f"--output-dir {self.output_dir} exists and is not a directory; choose another path")
+        main = os.environ.get("RANK", "0") in ("", "0")
+        with lock_directory(self.output_dir, "training distill") if main else contextlib.nullcontext():
+            return self._train(export)
+
+    def _count_truncated(self) -> int:
+        from training.prompts import TOKEN_LIMIT, count_truncated
+
+        n = count_truncated(self.prompts)
+        self.truncated = n
+        if n and self.accelerator.is_main_process:
+            print(f"training: {n} of {len(self.prompts)} prompts exceed {TOKEN_LIMIT} tokens and are truncated "
+                  "by the text encoder's tokenizer", file=sys.stderr)
+        return n
+
+    def _write_run_info(self) -> None:
+        from training.prompts import TOKEN_LIMIT
+
+        info = {"prompts": len(self.prompts), "prompts_truncated": self.truncated, "token_limit": TOKEN_LIMIT,
+                "alpha_T": self.alpha_bar_T, "lora_teacher": self.config.lora_teacher}
+        (self.output_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
+
+    def _train(self, export: bool) -> Path:
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -536,15 +345,19 @@ class Trainer:
         if checkpoint is None and self.resume != "latest" and list_checkpoints(self.output_dir):
             raise BenchError(f"{self.output_dir} already holds checkpoints; pass --resume latest to continue that run "
                              "or choose another --output-dir")
+        if checkpoint is not None:  # fail before the models are built
+            ckpt.check_same_settings(ckpt.read_state(checkpoint).get("config", {}), cfg.to_dict(), checkpoint)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.setup()
         acc = self.accelerator
+        self._count_truncated()
         if self.resume == "latest" and checkpoint is None and acc.is_main_process:
             print(f"training: no checkpoint in {self.output_dir}; starting from step 0")
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
         if acc.is_main_process:
             (self.output_dir / "config.toml").write_text(to_toml(cfg))
+            self._write_run_info()
             if checkpoint is not None:
                 self._truncate_csv(self.step)
             elif self._csv_path().is_file():
