@@ -10,7 +10,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from bench.errors import OneLineParser, run_guarded
+from bench.errors import OneLineParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,15 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for var in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
         os.environ.setdefault(var, "error")
 
-    def command() -> int:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not args.command:
-            parser.print_help()
-            return 2
-        return int(args._command.run(args) or 0)
-
-    return run_guarded("bench", command, "finished work is kept and a re-run resumes it")
+    return run_cli("bench", build_parser, argv, lambda args: args._command.run(args),
+                   "finished work is kept and a re-run resumes it")
 
 
 if __name__ == "__main__":  # pragma: no cover

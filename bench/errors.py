@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 
 
 class BenchError(Exception):
@@ -16,8 +18,17 @@ class BenchError(Exception):
     exit_code = 2
 
 
+#: Set to 1 to see the traceback of an unexpected error instead of the one-line report.
+DEBUG_ENV = "BENCH_DEBUG"
+
+
 def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str) -> int:
-    """Run a CLI command; a :class:`BenchError` becomes ``<prog>: error: <message>`` and its exit status."""
+    """Run a CLI command and turn every way it can fail into one line on stderr.
+
+    A :class:`BenchError` becomes ``<prog>: error: <message>`` and its exit status (2); an ``OSError`` (a path
+    that is missing, read-only, a file where a folder is needed, a full disk) likewise exits 2; anything else
+    is a bug: one line with a hint to report it, exit status 1 (``BENCH_DEBUG=1`` shows the traceback).
+    """
     try:
         return int(command() or 0)
     except BenchError as exc:
@@ -26,6 +37,33 @@ def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line (and the traceback on request)
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"{prog}: internal error: {type(exc).__name__}: {first[:300]}; this is a bug, please report it with "
+              f"the command you ran ({DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None,
+            dispatch: Callable[[argparse.Namespace], int | None], on_interrupt: str) -> int:
+    """Parse ``argv`` with the parser ``build_parser`` makes and call ``dispatch(args)``, under
+    :func:`run_guarded`; no sub-command prints the help and exits 2. The entry point of every project CLI."""
+
+    def command() -> int | None:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return 2
+        return dispatch(args)
+
+    return run_guarded(prog, command, on_interrupt)
 
 
 class OneLineParser(argparse.ArgumentParser):

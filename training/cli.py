@@ -14,22 +14,15 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from bench.errors import BenchError, run_guarded
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line (exit status 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise BenchError(f"{message} (see `{self.prog} --help`)")
+from bench.errors import OneLineParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     from training.config import PRESETS
 
-    parser = _Parser(prog="python -m training", description="Distil, export and merge one-step students.",
+    parser = OneLineParser(prog="python -m training", description="Distil, export and merge one-step students.",
                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     d = sub.add_parser("distill", help="train a one-step student with VSD (SwiftBrush / SBv2)")
     d.add_argument("--preset", choices=sorted(PRESETS), help="starting settings (or `preset` in --config)")
@@ -104,19 +97,8 @@ COMMANDS = {"distill": _distill, "export": _export, "merge": _merge, "presets": 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for user errors, with a one-line message on stderr)."""
 
-    def command() -> int:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not args.command:
-            parser.print_help()
-            return 2
-        try:
-            return int(COMMANDS[args.command](args) or 0)
-        except OSError as exc:  # unwritable or missing paths: one line, not a traceback
-            where = f": {exc.filename}" if exc.filename else ""
-            raise BenchError(f"{exc.strerror or exc}{where}; check the paths and their permissions") from None
-
-    return run_guarded("training", command, "resume with --resume latest")
+    return run_cli("training", build_parser, argv, lambda args: COMMANDS[args.command](args),
+                   "resume with --resume latest")
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

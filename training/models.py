@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.hub_errors import offline
 from training.config import LORA_TARGETS, STUDENT_INITS, TrainConfig
 
 #: Teachers built from code with seeded weights (no download): toy size, and SD 2.1-base size (benchmarks).
@@ -31,16 +31,11 @@ SYNTHETIC = ("tiny", "random-sd21")
 STUDENT_SEED_OFFSET = 1000
 
 
-def hub_offline() -> bool:
-    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _load(cls: Any, repo: str, subfolder: str | None, what: str, key: str, config: TrainConfig,
           revision: str | None = None, **kwargs: Any) -> Any:
     """``cls.from_pretrained`` with offline handling; failures become a one-line :class:`BenchError`."""
     local = Path(repo).is_dir()
-    args: dict[str, Any] = {"cache_dir": config.cache_dir, "local_files_only": hub_offline() and not local, **kwargs}
+    args: dict[str, Any] = {"cache_dir": config.cache_dir, "local_files_only": offline() and not local, **kwargs}
     if subfolder:
         args["subfolder"] = subfolder
     if revision:
@@ -53,8 +48,8 @@ def _load(cls: Any, repo: str, subfolder: str | None, what: str, key: str, confi
         if local:
             hint = f"check the directory or set {key} to another model"
         else:
-            offline = " (HF_HUB_OFFLINE is set, so only the local cache was searched)" if hub_offline() else ""
-            hint = f"download it once while online with `huggingface-cli download {repo}`{offline}, or set {key}"
+            note = " (offline mode is on, so only the local cache was searched)" if offline() else ""
+            hint = f"download it once while online with `huggingface-cli download {repo}`{note}, or set {key}"
         raise BenchError(f"cannot load the {what} from {where} [{type(exc).__name__}: {reason}]; {hint}") from None
 
 
@@ -88,7 +83,7 @@ def required_repos(config: TrainConfig) -> dict[str, list[tuple[str, ...]]]:
 
 def check_cached(config: TrainConfig) -> None:
     """Offline, fail at once (one line) naming every hub repository missing from the local cache."""
-    if not hub_offline():
+    if not offline():
         return
     from huggingface_hub import try_to_load_from_cache
 

@@ -41,12 +41,12 @@ PRECISION_OPTION = Option("amp", str, ("amp", "fp32"),
 
 
 class _PairedScore(Metric):
-    key: str = ""
+    """Mean cosine between each image's and its text's embedding from one CLIP-style network (x scale)."""
+
+    needs_reference = False
 
     def scale(self) -> float:
         return 1.0
-
-    needs_reference = False
 
     def extractor_options(self) -> dict[str, Any]:
         """Options of the CLIP-style network (everything its features depend on)."""
@@ -70,8 +70,9 @@ class _PairedScore(Metric):
         img = ctx.image_features(spec, "generated")
         txt = ctx.text_features(spec, self.texts(ctx))
         scores = paired_cosine(img, txt) * self.scale()
-        values = {self.key: float(scores.mean())}
-        values.update({f"{self.key}/{g}": v for g, v in group_means(scores, ctx.groups).items()})
+        key = self.keys[0]
+        values = {key: float(scores.mean())}
+        values.update({f"{key}/{g}": v for g, v in group_means(scores, ctx.groups).items()})
         info = {k: v for k, v in spec.options.items() if k != "weights"}
         return MetricResult(values, self._info(scale=self.scale(), n=len(scores), **info))
 
@@ -82,7 +83,6 @@ class ClipScore(_PairedScore):
     name = "clip_score"
     keys = ("clip_score",)
     higher_is_better = {"clip_score": True}
-    key = "clip_score"
     options = {
         "weights": WEIGHTS_OPTION,
         "model": Option("ViT-g-14", str),

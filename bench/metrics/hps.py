@@ -28,7 +28,6 @@ class HPS(_PairedScore):
     name = "hps"
     keys = ("hps",)
     higher_is_better = {"hps": True}
-    key = "hps"
     options = {
         "weights": WEIGHTS_OPTION,
         "version": Option("v2.0", str, tuple(HPS_CHECKPOINTS)),
