@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,16 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class Option:
-    """One accepted option: its default, its type (str, int, float or bool) and, optionally, its choices."""
+    """One accepted option: its default, its type (str, int, float or bool) and, optionally, its choices and
+    (for numbers) the smallest and largest values it takes. Every numeric option of a built-in plug-in
+    declares its ``minimum``; floats must be finite."""
 
     default: Any = None
     type: type = str
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 def parse_kv(text: str | None, what: str = "--method-args") -> dict[str, str]:
@@ -52,9 +57,21 @@ def _convert(kind: str, key: str, value: Any, opt: Option) -> Any:
             if low in _FALSE:
                 return False
             raise ValueError(value)
-        return opt.type(value)
-    except (TypeError, ValueError):
+        converted = opt.type(value)
+    except (TypeError, ValueError, OverflowError):
         raise BenchError(f"{kind} option {key}={value!r} is not a valid {opt.type.__name__}") from None
+    if opt.type is float and not math.isfinite(converted):
+        raise BenchError(f"{kind} option {key}={value!r} must be a finite number")
+    if opt.type in (int, float):
+        if opt.minimum is not None and converted < opt.minimum:
+            raise BenchError(f"{kind} option {key}={value!r} must be at least {_num(opt.minimum)}")
+        if opt.maximum is not None and converted > opt.maximum:
+            raise BenchError(f"{kind} option {key}={value!r} must be at most {_num(opt.maximum)}")
+    return converted
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 def resolve_options(kind: str, owner: str, spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:

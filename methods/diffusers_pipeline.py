@@ -23,7 +23,7 @@ DIFFUSERS_OPTIONS: dict[str, Option] = {
     "model": Option(None, str, help="hub id or local directory of a diffusers text-to-image pipeline"),
     **COMMON_OPTIONS,
     **MULTISTEP_OPTIONS,
-    "guidance": Option(7.5, float, help="classifier-free guidance scale (no guidance at <= 1)"),
+    "guidance": Option(7.5, float, help="classifier-free guidance scale (no guidance at <= 1)", minimum=0),
 }
 
 

@@ -34,13 +34,14 @@ COMMON_OPTIONS: dict[str, Option] = {
     "size": Option("full", str, ("full", "tiny"), help="tiny: toy-size networks of the same family (random weights)"),
     "vae": Option("full", str, ("full", "tiny"), help="decoder: the SD VAE, or the TAESD AutoencoderTiny"),
     "taesd": Option(TAESD_REPO, str, help="hub id or directory of the TAESD decoder used with vae=tiny"),
-    "weights_seed": Option(0, int, help="seed of random weights"),
+    "weights_seed": Option(0, int, help="seed of random weights", minimum=0),
     "compile": Option(False, bool, help="torch.compile the networks"),
     "compile_mode": Option(
         "default", str, ("default", "max-autotune-no-cudagraphs", "max-autotune"), help="torch.compile mode"
     ),
     "channels_last": Option(False, bool, help="channels-last memory format for the UNet and VAE"),
-    "decode_chunk": Option(0, int, help="decode at most this many latents at a time (0: the whole batch)"),
+    "decode_chunk": Option(0, int, help="decode at most this many latents at a time (0: the whole batch)",
+                           minimum=0),
 }
 
 #: Files of a diffusers Stable Diffusion repository, per component.

@@ -31,8 +31,8 @@ SCHEDULERS: dict[str, str | None] = {
 }
 
 MULTISTEP_OPTIONS: dict[str, Option] = {
-    "steps": Option(25, int, help="denoising steps"),
-    "guidance": Option(4.5, float, help="classifier-free guidance scale (no guidance at <= 1)"),
+    "steps": Option(25, int, help="denoising steps", minimum=1),
+    "guidance": Option(4.5, float, help="classifier-free guidance scale (no guidance at <= 1)", minimum=0),
     "scheduler": Option("default", str, tuple(SCHEDULERS), help="diffusers scheduler"),
     "negative_prompt": Option("", str, help="prompt of the unconditional branch"),
 }

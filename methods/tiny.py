@@ -13,7 +13,7 @@ class TinyGenerator(OneStepGenerator):
     """Seeded random toy networks on the shared one-step path; its images carry no meaning."""
 
     name = "tiny"
-    options = {"weights_seed": Option(0, int, help="seed of the random weights")}
+    options = {"weights_seed": Option(0, int, help="seed of the random weights", minimum=0)}
 
     def build_components(self) -> Components:
         return build_tiny_components(seed=self.args["weights_seed"])

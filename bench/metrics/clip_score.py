@@ -90,7 +90,7 @@ class ClipScore(_PairedScore):
         "prefix": Option("A photo depicts ", str, help="text put before each caption"),
         "percent": Option(False, bool, help="report x 100 (display convention of other tools; not the protocol)"),
         "precision": PRECISION_OPTION,
-        "seed": Option(0, int),
+        "seed": Option(0, int, minimum=0),
     }
 
     def scale(self) -> float:

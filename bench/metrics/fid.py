@@ -133,7 +133,7 @@ def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -
 
 
 class _InceptionMetric(Metric):
-    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, help="seed of random weights")}
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, help="seed of random weights", minimum=0)}
 
     def spec(self) -> FeatureSpec:
         return FeatureSpec("inception", {"weights": self.args["weights"], "seed": self.args["seed"]})
@@ -167,8 +167,8 @@ class KID(_InceptionMetric):
     name = "kid"
     keys = ("kid",)
     higher_is_better = {"kid": False}
-    options = {**_InceptionMetric.options, "subsets": Option(100, int), "subset_size": Option(1000, int),
-               "subset_seed": Option(0, int, help="seed of the subset draws")}
+    options = {**_InceptionMetric.options, "subsets": Option(100, int, minimum=1), "subset_size": Option(1000, int, minimum=2),
+               "subset_seed": Option(0, int, help="seed of the subset draws", minimum=0)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()
@@ -188,7 +188,7 @@ class InceptionScore(_InceptionMetric):
     keys = ("inception_score",)
     needs_reference = False
     higher_is_better = {"inception_score": True}
-    options = {**_InceptionMetric.options, "splits": Option(10, int)}
+    options = {**_InceptionMetric.options, "splits": Option(10, int, minimum=1)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()

@@ -35,7 +35,7 @@ class HPS(_PairedScore):
         "pretrained": Option(None, str, help="open_clip weights loaded before the checkpoint (hpsv2: none needed)"),
         "checkpoint": Option(None, str, help="local HPS checkpoint (default: downloaded from the hub)"),
         "precision": Option("amp", str, ("amp", "fp32"), "amp: float16 autocast on CUDA, as hpsv2 runs"),
-        "seed": Option(1, int),
+        "seed": Option(1, int, minimum=0),
     }
 
     def scale(self) -> float:

@@ -13,7 +13,8 @@ class Latency(Metric):
     keys = ("latency_ms",)
     needs_reference = False
     higher_is_better = {"latency_ms": False}
-    options = {"warmup": Option(5, int), "iters": Option(50, int), "repeats": Option(1, int)}
+    options = {"warmup": Option(5, int, minimum=0), "iters": Option(50, int, minimum=1),
+               "repeats": Option(1, int, minimum=1)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         from bench.seeding import batch_noise

@@ -424,8 +424,8 @@ FEATURE_CHOICES = ("inception", "vgg16")
 class _ManifoldMetric(Metric):
     options = {
         "weights": WEIGHTS_OPTION,
-        "seed": Option(0, int, help="seed of random weights"),
-        "k": Option(3, int),
+        "seed": Option(0, int, help="seed of random weights", minimum=0),
+        "k": Option(3, int, minimum=1),
         "features": Option("inception", str, FEATURE_CHOICES,
                            "inception: the pool3 features FID uses (no second pass); vgg16: fc2, as the original paper"),
     }
@@ -470,7 +470,7 @@ class DensityCoverage(_ManifoldMetric):
     name = "density_coverage"
     keys = ("density", "coverage")
     higher_is_better = {"density": True, "coverage": True}
-    options = {**_ManifoldMetric.options, "k": Option(5, int)}
+    options = {**_ManifoldMetric.options, "k": Option(5, int, minimum=1)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         real, fake = self._features(ctx)

@@ -22,7 +22,7 @@ _RESAMPLE = {"lanczos": 1, "bicubic": 3, "bilinear": 2, "nearest": 0}  # PIL.Ima
 def preprocess_options(size: int = 256, center_crop: bool = True, resample: str = "lanczos") -> dict[str, Option]:
     """Option specs ``eval_size`` (0 keeps the cropped size), ``eval_crop`` and ``eval_resample``."""
     return {
-        "eval_size": Option(size, int, help="side of the evaluation images in pixels (0: no resize)"),
+        "eval_size": Option(size, int, help="side of the evaluation images in pixels (0: no resize)", minimum=0),
         "eval_crop": Option(center_crop, bool, help="centre crop to the short side before resizing"),
         "eval_resample": Option(resample, str, tuple(_RESAMPLE), "PIL resampling filter of the resize"),
     }

@@ -227,8 +227,8 @@ class Coco30kSuite(Suite):
     options = {
         "data_root": Option(None, str, help=f"COCO root (default: ${COCO_ROOT_ENV}, else <cache>/coco)"),
         "prompts": Option(None, str, help="file with one caption per line, or a JSON list; replaces the selection"),
-        "num_prompts": Option(PROTOCOL_PROMPTS, int, help="captions selected from the annotation"),
-        "prompt_seed": Option(0, int, help="seed of the caption selection"),
+        "num_prompts": Option(PROTOCOL_PROMPTS, int, help="captions selected from the annotation", minimum=1),
+        "prompt_seed": Option(0, int, help="seed of the caption selection", minimum=0),
         **preprocess_options(),
     }
     location_options = ("data_root", "prompts")

@@ -87,7 +87,7 @@ class HPSv2Suite(Suite):
     options = {
         "prompts": Option(None, str, help=f"folder with <style>.json files (default: ${HPSV2_PROMPTS_ENV}, else "
                                           f"the hub dataset {HUB_DATASET})"),
-        "jpeg_quality": Option(75, int, help="JPEG quality of the saved (and scored) images"),
+        "jpeg_quality": Option(75, int, help="JPEG quality of the saved (and scored) images", minimum=1, maximum=100),
     }
     location_options = ("prompts",)
     default_metrics = ("hps",)
