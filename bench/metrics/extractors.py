@@ -485,3 +485,4 @@ def build_extractor(spec: dict[str, Any]) -> Extractor:
     if kind not in EXTRACTORS:
         raise BenchError(unknown_name_message("feature extractor", kind, list(EXTRACTORS)))
     return EXTRACTORS[kind](**spec)
+import bench.metrics.inception_tf  # noqa: E402,F401 - registers the inception_tf1 extractor (TF1-resize Inception)

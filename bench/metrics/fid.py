@@ -177,11 +177,24 @@ class KID(_InceptionMetric):
 
 
 class InceptionScore(_InceptionMetric):
-    """Inception Score of the generated images (10 splits; std in info), from the FID feature pass."""
+    """Inception Score of the generated images (10 splits; std in info).
+
+    ``variant="bench"``: from the FID feature pass (clean-fid resize), consecutive splits. ``"torch-fidelity"``:
+    as ``fidelity --isc`` (what the SBv2 release ran): the graph's TF1 bilinear resize (``inception_tf1``
+    features, RGB), samples shuffled with seed 2020, float64 softmax (:mod:`bench.metrics.inception_tf`).
+    """
 
     name = "inception_score"
     keys = ("inception_score",)
-    options = {**_InceptionMetric.options, "splits": Option(10, int)}
+    options = {**_InceptionMetric.options, "splits": Option(10, int),
+               "variant": Option("bench", str, ("bench", "torch-fidelity"), "bench: FID's features; torch-fidelity: "
+                                 "fidelity --isc (TF1 resize, shuffled with seed 2020)")}
+
+    def extractor(self) -> dict[str, Any]:
+        spec = super().extractor()
+        if self.args["variant"] == "torch-fidelity":
+            spec.update(kind="inception_tf1", channels="rgb")
+        return spec
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         from bench.metrics.extractors import build_extractor
@@ -189,6 +202,11 @@ class InceptionScore(_InceptionMetric):
         spec = self.extractor()
         gen = ctx.image_features(spec, "generated")
         ext = build_extractor(spec).to(getattr(ctx, "device", None))
-        mean, std = inception_score(ext.class_probabilities(gen), self.args["splits"])
-        return MetricResult({"inception_score": mean}, self._info(inception_score_std=std,
-                                                                  splits=self.args["splits"]))
+        if self.args["variant"] == "torch-fidelity":
+            from bench.metrics.inception_tf import inception_logits, inception_score_torch_fidelity
+
+            mean, std = inception_score_torch_fidelity(inception_logits(ext, gen), self.args["splits"], 2020)
+        else:
+            mean, std = inception_score(ext.class_probabilities(gen), self.args["splits"])
+        return MetricResult({"inception_score": mean}, self._info(inception_score_std=std, splits=self.args["splits"],
+                                                                  variant=self.args["variant"]))
