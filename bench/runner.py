@@ -409,7 +409,7 @@ class Run:
         if self.req.limit is not None:
             reasons.append(f"--limit {self.req.limit} evaluates a subset")
         if self.suite.comparable and self.req.limit is None:
-            reasons.extend(self.suite.comparability_issues())
+            reasons.extend(self.suite.comparability_issues(self.req.metric_args))
         counts = {k: sum(1 for f in flags if f == k) for k in FLAGS}
         flagged_indices = {k: [it.index for it, f in zip(self.items, flags, strict=True) if f == k][:100]
                            for k in FLAGS if counts[k]}

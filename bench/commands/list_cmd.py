@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import plugins
+from bench import plugins, profiles
 
-CHOICES = ("methods", "suites", "metrics", "plugins")
+CHOICES = ("methods", "suites", "metrics", "plugins", "profiles")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -24,6 +24,8 @@ def listing(what: str | None = None) -> dict[str, list[dict]]:
     for kind in kinds:
         if kind == "plugins":
             out["plugins"] = reg.plugin_names()
+        elif kind == "profiles":
+            out["profiles"] = profiles.listing()
         else:
             out[kind] = [e.as_dict() for e in getattr(reg, kind).entries()]
     return out

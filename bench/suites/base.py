@@ -107,8 +107,9 @@ class Suite(ABC):
         """Fail early, in one line, when data the run will need is missing (``metrics``: the run's metrics)."""
         return None
 
-    def comparability_issues(self) -> list[str]:
-        """Reasons why this run of the suite cannot be set beside published numbers (beyond :attr:`comparable`)."""
+    def comparability_issues(self, metric_overrides: dict[str, dict[str, Any]]) -> list[str]:
+        """Reasons why this run of the suite cannot be set beside published numbers (beyond :attr:`comparable`);
+        ``metric_overrides``: the user's ``--metric-args`` (metric name -> {option: value})."""
         return []
 
     def reference_images(self) -> list[Path]:
@@ -130,7 +131,8 @@ class Suite(ABC):
     def preprocess_deviations(self) -> list[str]:
         """How this run's evaluation transform departs from the protocol's (centre crop, Lanczos, 256 px)."""
         got, want = self.preprocess().as_dict(), Preprocess().as_dict()
-        return [f"evaluation transform {k}={got[k]} instead of {want[k]}" for k in want if got[k] != want[k]]
+        return [f"evaluation transform {k}={got[k]} instead of {want[k]}" for k in want
+                if got.get(k, want[k]) != want[k]]
 
     def metric_options(self) -> dict[str, dict[str, Any]]:
         """Per-metric options this protocol fixes (e.g. random weights for an offline suite)."""
