@@ -2,7 +2,9 @@
 
 The student is what the training module writes: a directory (or hub id) in the diffusers UNet layout,
 ``config.json`` + ``diffusion_pytorch_model.safetensors`` (at the root or under ``unet/``), optionally with a
-``bench_model.json`` card::
+``bench_model.json`` card. The SBv2 release's checkpoint layout is read too: ``DIR/unet_ema/`` (what its
+infer.py loads), taken first by ``subfolder=auto``; ``subfolder=unet_ema|unet|none`` picks one, and
+``bin_weights=true`` reads a ``diffusion_pytorch_model.bin`` state dict (:mod:`methods.student`). The card::
 
     {"base": "tiny" | "stabilityai/sd-turbo" | <hub id or directory>, "base_seed": 0}
 
@@ -29,7 +31,6 @@ from bench.errors import BenchError
 from bench.options import Option
 from methods.components import Components
 from methods.loading import (
-    MODEL_FILES,
     RANDOM,
     SD_FILES,
     Built,
@@ -37,11 +38,11 @@ from methods.loading import (
     build_sd,
     fetch,
     load_base,
-    load_unet,
     read_model_card,
     scheduler_from_config,
     with_tiny_decoder,
 )
+from methods.student import BIN_FILES, STUDENT_FILES, SUBFOLDERS, load_student_unet, student_subfolder
 
 SD_TURBO = "stabilityai/sd-turbo"
 TINY_BASE = "tiny"
@@ -64,6 +65,10 @@ class SBv2Generator(SDOneStepGenerator):
     options: ClassVar[dict[str, Option]] = {
         **SDOneStepGenerator.options,
         "base": Option(None, str, help="tiny, or hub id / directory of the base networks (overrides bench_model.json)"),
+        "subfolder": Option("auto", str, SUBFOLDERS, "where the student UNet is in weights=DIR (auto: unet_ema/, "
+                                                     "else unet/, else the root)"),
+        "bin_weights": Option(False, bool, help="read a diffusion_pytorch_model.bin state dict when there is no "
+                                                "safetensors file (torch.load, weights_only=True)"),
     }
 
     def build_components(self) -> Components:
@@ -77,11 +82,12 @@ class SBv2Generator(SDOneStepGenerator):
                 "method 'sbv2' needs weights=DIR, a student UNet directory written by training "
                 "(config.json + diffusion_pytorch_model.safetensors), or weights=random"
             )
-        student = fetch(weights, [*SD_FILES["unet"], *MODEL_FILES, CARD_NAME], args.get("revision"), "weights")
+        files = [*STUDENT_FILES, *(BIN_FILES if args.get("bin_weights") else ()), CARD_NAME]
+        student = fetch(weights, files, args.get("revision"), "weights")
         card = read_model_card(student.path)
         base = TINY_BASE if args.get("size") == "tiny" else (args.get("base") or card.get("base") or SD_TURBO)
         seed = int(card.get("base_seed", args.get("weights_seed") or 0))
-        unet = load_unet(student)
+        unet = load_student_unet(student, args.get("subfolder") or "auto", bool(args.get("bin_weights")))
         if base == TINY_BASE:
             from methods.components import SD_SCHEDULER_CONFIG, build_tiny_components
 
@@ -103,6 +109,8 @@ class SBv2Generator(SDOneStepGenerator):
             base_source = snap.provenance()
             built = Built(parts, loaded["scheduler_config"], {"unet": student.provenance()}, "pretrained")
         built.sources.update(text_encoder=base_source, vae=base_source, base=base, card=card)
+        built.sources["unet"] = {**student.provenance(),
+                                 "subfolder": student_subfolder(student, args.get("subfolder") or "auto")}
         self.built = with_tiny_decoder(
             built, {**args, "size": "tiny" if base == TINY_BASE else "full"}, self.device,
             random=base == TINY_BASE, seed=seed,

@@ -38,23 +38,25 @@ def test_caption_selection_rule():
 def test_coco_folder_and_official_zips_give_the_same_suite(coco_root, coco_zip_root):
     from bench.suites.coco import Coco30kSuite
 
-    folder = Coco30kSuite(data_root=str(coco_root), num_prompts=8)
-    zipped = Coco30kSuite(data_root=str(coco_zip_root), num_prompts=8)
+    folder = Coco30kSuite(data_root=str(coco_root), num_prompts=8, prompts="hash")
+    zipped = Coco30kSuite(data_root=str(coco_zip_root), num_prompts=8, prompts="hash")
     assert [it.prompt for it in folder.prompts()] == [it.prompt for it in zipped.prompts()]
     assert folder.protocol() == zipped.protocol(), "where the data lives is not part of the protocol"
     refs_a, refs_b = folder.reference_set(), zipped.reference_set()
     assert len(refs_a) == len(refs_b) == 12
     assert [Path(n).name for n in refs_a.names] == [Path(n).name for n in refs_b.names]
     assert np.array_equal(np.asarray(refs_a.load(3)), np.asarray(refs_b.load(3)))
-    assert set(folder.comparability_issues()) == {"8 prompts instead of the protocol's 30000",
-                                                  "12 reference images instead of all 40504 of val2014"}
+    issues = folder.comparability_issues({})
+    assert {"8 prompts instead of the protocol's 30000", "12 reference images instead of all 40504 of val2014"} <= set(
+        issues)
+    assert len(issues) == 3 and issues[0].startswith("prompts: captions_val2014.json, selection rule v1"), issues
 
 
 def test_coco_root_from_environment(coco_root, monkeypatch):
     from bench.suites.coco import Coco30kSuite
 
     monkeypatch.setenv("BENCH_COCO_ROOT", str(coco_root))
-    assert len(Coco30kSuite(num_prompts=5).prompts()) == 5
+    assert len(Coco30kSuite(num_prompts=5, prompts="hash").prompts()) == 5
 
 
 @pytest.mark.parametrize("kind", ["lines", "json"])
@@ -77,7 +79,7 @@ def test_coco_run_with_real_networks_streams_what_the_files_give(coco_root, tmp_
     """A coco30k run with CLIP (seeded random ViT-B-32) and limit: the features streamed during generation are
     bit-identical to features computed afterwards from the saved PNG files."""
     args = ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(coco_root), "--suite-args",
-            "num_prompts=10", "--limit", "6", "--batch-size", "3", "--metrics", "clip_score", "--metric-args",
+            "num_prompts=10,prompts=hash", "--limit", "6", "--batch-size", "3", "--metrics", "clip_score", "--metric-args",
             "clip_score.weights=random,clip_score.model=ViT-B-32", "--device", "cpu", "--out", str(tmp_path)]
     rc, out, err = run_cli(*args)
     assert rc == 0, err
@@ -96,7 +98,8 @@ def test_coco_run_with_real_networks_streams_what_the_files_give(coco_root, tmp_
     streamed = np.load(feature_dir / "0000003-00003.npz")
     from bench import plugins
 
-    clip = plugins.current().metrics.get("clip_score").build(weights="random", model="ViT-B-32")
+    clip = plugins.current().metrics.get("clip_score").build(weights="random", model="ViT-B-32",
+                                                             precision="fp32")  # the profile's CLIP precision
     ext = build_extractor(clip.feature_specs()[0])
     assert feature_dir.name == ext.key()
     pre = Coco30kSuite(data_root=str(coco_root)).preprocess()

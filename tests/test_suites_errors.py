@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def coco(root: Path | str, out: Path, *extra: str, metrics: str = "toy_fid") -> list[str]:
     return ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(root), "--suite-args",
-            "num_prompts=5", "--batch-size", "2", "--metrics", metrics, "--device", "cpu", "--out", str(out), *extra]
+            "num_prompts=5", "--batch-size", "2", "--metrics", metrics, "--device", "cpu", "--out", str(out),
+            "--prompts", "hash", *extra]  # the hash selection reads the annotation; a later --prompts wins
 
 
 def assert_one_line_error(rc: int, err: str, *expected: str) -> str:

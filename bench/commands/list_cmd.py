@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import plugins
+from bench import plugins, profiles
 from bench.commands.base import Command
 
-CHOICES = ("methods", "suites", "metrics", "extractors", "commands", "plugins")
+CHOICES = ("methods", "suites", "metrics", "extractors", "commands", "plugins", "profiles")
 #: What ``bench list`` shows without an argument.
 DEFAULT = ("methods", "suites", "metrics")
 
@@ -28,6 +28,8 @@ def listing(what: str | None = None) -> dict[str, list[dict]]:
     for kind in kinds:
         if kind == "plugins":
             out["plugins"] = reg.plugin_names()
+        elif kind == "profiles":
+            out["profiles"] = profiles.listing()
         else:
             out[kind] = [e.as_dict() for e in getattr(reg, kind).entries()]
     return out

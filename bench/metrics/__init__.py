@@ -26,6 +26,8 @@ def register_metrics(register):
 def register_feature_extractors(register):
     register("inception", "bench.metrics.extractors:InceptionExtractor",
              description="Inception-v3 pool3, 2048-d (clean-fid clean mode, 2015-12-05 weights)")
+    register("inception_tf1", "bench.metrics.inception_tf:InceptionTF1Extractor",
+             description="Inception-v3 pool3 after the TF1 graph's bilinear resize to 299 (ADM evaluator; rgb or bgr)")
     register("vgg16", "bench.metrics.extractors:VGG16Extractor", description="VGG-16 fc2, 4096-d (torchvision)")
     register("clip", "bench.metrics.extractors:ClipExtractor",
              description="open_clip image and text towers (CLIP score, HPS)")

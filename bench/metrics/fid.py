@@ -182,18 +182,36 @@ class KID(_InceptionMetric):
 
 
 class InceptionScore(_InceptionMetric):
-    """Inception Score of the generated images (10 splits; std in info), from the FID feature pass."""
+    """Inception Score of the generated images (10 splits; std in info).
+
+    ``variant="bench"``: from the FID feature pass (clean-fid resize), consecutive splits. ``"torch-fidelity"``:
+    as ``fidelity --isc`` (what the SBv2 release ran): the graph's TF1 bilinear resize (``inception_tf1``
+    features, RGB), samples shuffled with seed 2020, float64 softmax (:mod:`bench.metrics.inception_tf`).
+    """
 
     name = "inception_score"
     keys = ("inception_score",)
     needs_reference = False
     higher_is_better = {"inception_score": True}
-    options = {**_InceptionMetric.options, "splits": Option(10, int, minimum=1)}
+    options = {**_InceptionMetric.options, "splits": Option(10, int, minimum=1),
+               "variant": Option("bench", str, ("bench", "torch-fidelity"), "bench: FID's features; torch-fidelity: "
+                                 "fidelity --isc (TF1 resize, shuffled with seed 2020)")}
+
+    def spec(self) -> FeatureSpec:
+        spec = super().spec()
+        if self.args["variant"] == "torch-fidelity":
+            return FeatureSpec("inception_tf1", {**spec.options, "channels": "rgb"})
+        return spec
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()
         gen = ctx.image_features(spec, "generated")
         ext = ctx.extractor(spec)
-        mean, std = inception_score(ext.class_probabilities(gen), self.args["splits"])
-        return MetricResult({"inception_score": mean}, self._info(inception_score_std=std,
-                                                                  splits=self.args["splits"]))
+        if self.args["variant"] == "torch-fidelity":
+            from bench.metrics.inception_tf import inception_logits, inception_score_torch_fidelity
+
+            mean, std = inception_score_torch_fidelity(inception_logits(ext, gen), self.args["splits"], 2020)
+        else:
+            mean, std = inception_score(ext.class_probabilities(gen), self.args["splits"])
+        return MetricResult({"inception_score": mean}, self._info(inception_score_std=std, splits=self.args["splits"],
+                                                                  variant=self.args["variant"]))

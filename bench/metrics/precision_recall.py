@@ -418,7 +418,7 @@ def kth_neighbour_radii(x: Any, k: int, *, device: Any = None, block: int | None
 
 # --------------------------------------------------------------------------------------------- metrics
 
-FEATURE_CHOICES = ("inception", "vgg16")
+FEATURE_CHOICES = ("inception", "inception_tf1", "vgg16")
 
 
 class _ManifoldMetric(Metric):
@@ -427,11 +427,16 @@ class _ManifoldMetric(Metric):
         "seed": Option(0, int, help="seed of random weights", minimum=0),
         "k": Option(3, int, minimum=1),
         "features": Option("inception", str, FEATURE_CHOICES,
-                           "inception: the pool3 features FID uses (no second pass); vgg16: fc2, as the original paper"),
+                           "inception: the pool3 features FID uses (no second pass); inception_tf1: pool3 after TF1 "
+                           "bilinear resize (ADM evaluator); vgg16: fc2, as the original paper"),
+        "channels": Option("rgb", str, ("rgb", "bgr"), "channel order fed to inception_tf1 (bgr: the ADM quirk)"),
     }
 
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(self.args["features"], {"weights": self.args["weights"], "seed": self.args["seed"]})
+        opts = {"weights": self.args["weights"], "seed": self.args["seed"]}
+        if self.args["features"] == "inception_tf1":
+            opts["channels"] = self.args["channels"]
+        return FeatureSpec(self.args["features"], opts)
 
     def feature_specs(self) -> list[FeatureSpec]:
         return [self.spec()]
@@ -441,7 +446,8 @@ class _ManifoldMetric(Metric):
         return ctx.image_features(spec, "reference"), ctx.image_features(spec, "generated")
 
     def _describe(self, real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
-        names = {"inception": "inception-v3 pool3 (2048-d)", "vgg16": "vgg16 fc2 (4096-d)"}
+        names = {"inception": "inception-v3 pool3 (2048-d)", "vgg16": "vgg16 fc2 (4096-d)",
+                 "inception_tf1": f"inception-v3 pool3 (2048-d), TF1 bilinear resize, {self.args['channels']}"}
         return self._info(k=self.args["k"], features=names[self.args["features"]], n_reference=len(real),
                           n_generated=len(fake))
 
@@ -457,11 +463,20 @@ class PrecisionRecall(_ManifoldMetric):
     name = "precision_recall"
     keys = ("precision", "recall")
     higher_is_better = {"precision": True, "recall": True}
+    options = {**_ManifoldMetric.options,
+               "distances": Option("exact", str, ("exact", "fp16-adm"),
+                                   "exact: decisions of exact arithmetic; fp16-adm: the ADM evaluator's float16 "
+                                   "distances (bench.metrics.pr_adm)")}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         real, fake = self._features(ctx)
-        values = precision_recall(real, fake, k=self.args["k"], device=_device(ctx))
-        return MetricResult(values, self._describe(real, fake))
+        if self.args["distances"] == "fp16-adm":
+            from bench.metrics.pr_adm import adm_precision_recall
+
+            values = adm_precision_recall(real, fake, k=self.args["k"], device=_device(ctx))
+        else:
+            values = precision_recall(real, fake, k=self.args["k"], device=_device(ctx))
+        return MetricResult(values, {**self._describe(real, fake), "distances": self.args["distances"]})
 
 
 class DensityCoverage(_ManifoldMetric):

@@ -129,7 +129,8 @@ class Suite(ABC):
     def preprocess_deviations(self) -> list[str]:
         """How this run's evaluation transform departs from the protocol's (centre crop, Lanczos, 256 px)."""
         got, want = self.preprocess().as_dict(), Preprocess().as_dict()
-        return [f"evaluation transform {k}={got[k]} instead of {want[k]}" for k in want if got[k] != want[k]]
+        return [f"evaluation transform {k}={got[k]} instead of {want[k]}" for k in want
+                if got.get(k, want[k]) != want[k]]
 
     def metric_options(self) -> dict[str, dict[str, Any]]:
         """Per-metric options this protocol fixes (e.g. random weights for an offline suite)."""

@@ -6,18 +6,24 @@ else ``<cache>/coco`` (where ``python -m bench data coco`` puts it). It holds
 * ``annotations/captions_val2014.json`` or the official ``annotations_trainval2014.zip``, and
 * ``val2014/`` (the 40,504 validation images) or the official ``val2014.zip``.
 
-Prompts (selection rule v1): captions are grouped by image; a caption's text is stripped and its runs of
+Protocol profile (option ``profile``, :mod:`bench.profiles`): ``sbv2-release`` by default; it picks the prompt
+list, the crop rounding and the metrics' options, and decides what "comparable" means.
+
+Prompts (option ``prompts``, default: the profile's list): the first ``num_prompts`` (30,000) of a named list
+(``sbv2``, ``dmd2``: shipped with the package, :mod:`bench.suites.prompt_lists`), of the ``hash`` selection, or
+a whole prompt file (``--prompts FILE``: the SBv2 release's JSON format, a JSON list of strings, or one caption
+per line).
+
+The ``hash`` selection (rule v1): captions are grouped by image; a caption's text is stripped and its runs of
 white space collapsed to one space; empty captions are dropped. Images are ordered by the BLAKE2b-64 digest
 of ``"<prompt_seed>:image:<image id>"`` and the first ``num_prompts`` (30,000) are kept, in that order, so any
 ``--limit N`` is the first N of the same list. For each kept image, its captions are sorted by annotation id
 and the one at position ``digest("<prompt_seed>:caption:<image id>") mod count`` is used. The rule uses only
-hashlib, so it gives the same list on every machine and library version. ``--prompts FILE`` (option
-``prompts``) replaces the selection with a file: one caption per line (blank lines skipped) or a JSON list of
-strings, e.g. another paper's exact 30K list.
+hashlib, so it gives the same list on every machine and library version.
 
 Reference set: every ``*.jpg`` in val2014 (from the folder or the zip), sorted by name; its features are cached
 in the cache directory, keyed by the names and sizes of the files. Generated and reference images go through
-the same transform: centre crop, Lanczos resize to 256 x 256.
+the same transform: centre crop (offset rounded as the profile says), Lanczos resize to 256 x 256.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from bench.cache import cache_dir
 from bench.errors import BenchError
 from bench.metrics.preprocess import preprocess_options
 from bench.options import Option
-from bench.suites.base import PromptItem, ReferenceSet, Suite, decode_image
+from bench.suites.base import PromptItem, ReferenceSet, decode_image
+from bench.suites.profile_suite import ProfiledSuite
+from bench.suites.prompt_lists import HASH_LIST, LIST_NAMES, named_list, prompts_digest, read_prompt_file
 
 COCO_ROOT_ENV = "BENCH_COCO_ROOT"
 ANNOTATION_FILE = "annotations/captions_val2014.json"
@@ -89,38 +97,6 @@ def select_captions(annotation: Any, n: int, seed: int = 0, source: str = "the a
         pick = int.from_bytes(_rank_key(seed, "caption", image_id), "little") % len(captions)
         out.append((image_id, captions[pick][1]))
     return out
-
-
-def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
-    """Prompts from a text file (one per line, blank lines skipped) or a JSON list of strings."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise BenchError(f"prompt file {p} is a folder; pass a text file with one caption per line or a JSON list")
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise BenchError(f"prompt file {p} does not exist; check the path given to --prompts") from None
-    except OSError as exc:
-        raise BenchError(f"prompt file {p} cannot be read ({exc.strerror}); check its permissions") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BenchError(f"prompt file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8 with one caption "
-                         "per line") from exc
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"prompt file {p} starts like JSON but is not valid JSON ({exc.msg}, line {exc.lineno}); "
-                             "write a JSON list of strings or one caption per line") from exc
-        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-            raise BenchError(f"prompt file {p} must hold a JSON list of strings")
-        prompts = [x.strip() for x in data if x.strip()]
-    else:
-        prompts = [line.strip() for line in text.splitlines() if line.strip()]
-    if not prompts:
-        raise BenchError(f"prompt file {p} holds no prompts; write one caption per line or a JSON list of strings")
-    return prompts
 
 
 class CocoData:
@@ -220,16 +196,18 @@ class CocoData:
         return ReferenceSet(names, load, h.hexdigest()[:16])
 
 
-class Coco30kSuite(Suite):
+class Coco30kSuite(ProfiledSuite):
     """MS-COCO 2014 validation: 30,000 captions, reference = all 40,504 val2014 images."""
 
     name = "coco30k"
     options = {
+        **ProfiledSuite.options,
         "data_root": Option(None, str, help=f"COCO root (default: ${COCO_ROOT_ENV}, else <cache>/coco)"),
-        "prompts": Option(None, str, help="file with one caption per line, or a JSON list; replaces the selection"),
-        "num_prompts": Option(PROTOCOL_PROMPTS, int, help="captions selected from the annotation", minimum=1),
-        "prompt_seed": Option(0, int, help="seed of the caption selection", minimum=0),
-        **preprocess_options(),
+        "prompts": Option(None, str, help=f"prompt list ({', '.join(LIST_NAMES)}; default: the profile's) or a "
+                                          "file: the SBv2 release's dataset.json, a JSON list, or one per line"),
+        "num_prompts": Option(PROTOCOL_PROMPTS, int, help="prompts taken from the start of the list", minimum=1),
+        "prompt_seed": Option(0, int, help="seed of the hash selection", minimum=0),
+        **preprocess_options(crop_rounding=None),
     }
     location_options = ("data_root", "prompts")
     default_metrics = ("fid", "clip_score", "precision_recall", "density_coverage")
@@ -244,22 +222,39 @@ class Coco30kSuite(Suite):
         self._source = ""
         self._reference: ReferenceSet | None = None
 
+    def prompt_list(self) -> str:
+        """The named list in use, or "file"."""
+        given = self.args["prompts"]
+        if not given:
+            return self.profile.prompts
+        return given if given in LIST_NAMES else "file"
+
     def prompts(self) -> list[PromptItem]:
         if self._items is None:
-            if self.args["prompts"]:
+            which, n = self.prompt_list(), self.args["num_prompts"]
+            if which == "file":
                 texts = read_prompt_file(self.args["prompts"])
                 self._source = "file"
-            else:
+            elif which == HASH_LIST:
                 annotation, where = self.data.read_annotation()
-                pairs = select_captions(annotation, self.args["num_prompts"], self.args["prompt_seed"], where)
+                pairs = select_captions(annotation, n, self.args["prompt_seed"], where)
                 texts = [caption for _, caption in pairs]
                 self._source = f"captions_val2014.json, selection rule {SELECTION_RULE}"
+            else:
+                full = named_list(which)
+                if n > len(full):
+                    raise BenchError(f"prompt list {which!r} has {len(full)} prompts, fewer than num_prompts={n}; "
+                                     f"pass --suite-args num_prompts=N with N <= {len(full)}")
+                texts = full[:n]
+                self._source = f"named list {which!r}, first {n} in file order"
             self._items = [PromptItem(i, t) for i, t in enumerate(texts)]
         return self._items
 
     def location_args(self) -> dict[str, Any]:
         prompts = self.args["prompts"]
-        return {"data_root": str(self.data.root), "prompts": str(Path(prompts).expanduser()) if prompts else None}
+        if prompts and prompts not in LIST_NAMES:
+            prompts = str(Path(prompts).expanduser())
+        return {"data_root": str(self.data.root), "prompts": prompts}
 
     def check_data(self, needs_reference: bool) -> None:
         self.prompts()
@@ -272,10 +267,15 @@ class Coco30kSuite(Suite):
         return self._reference
 
     def comparability_issues(self, metric_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
-        issues = self.preprocess_deviations()
-        n = len(self.prompts())
-        if n != PROTOCOL_PROMPTS:
-            issues.append(f"{n} prompts instead of the protocol's {PROTOCOL_PROMPTS}")
+        issues = self.profile_deviations(metric_overrides or {})
+        texts = [it.prompt for it in self.prompts()]
+        want = named_list(self.profile.prompts)[: self.profile.num_prompts]
+        if texts != want[: len(texts)]:
+            issues.append(f"prompts: {self._source} (sha256 {prompts_digest(texts)[:12]}) instead of the "
+                          f"{self.profile.name} profile's list {self.profile.prompts!r} (sha256 "
+                          f"{prompts_digest(want)[:12]})")
+        if len(texts) != PROTOCOL_PROMPTS:
+            issues.append(f"{len(texts)} prompts instead of the protocol's {PROTOCOL_PROMPTS}")
         try:
             refs = len(self.reference_set())
         except BenchError:
@@ -286,9 +286,13 @@ class Coco30kSuite(Suite):
 
     def protocol(self) -> dict[str, Any]:
         items = self.prompts()
-        digest = hashlib.sha256("\n".join(it.prompt for it in items).encode()).hexdigest()
+        digest = prompts_digest([it.prompt for it in items])
         options = self.identity_args()
-        if self.args["prompts"]:
+        which = self.prompt_list()
+        if which == "file":
             options = {k: v for k, v in options.items() if k not in ("num_prompts", "prompt_seed")}
-        return {**super().protocol(), "options": options, "prompt_source": self._source, "prompts_sha256": digest,
+        elif which != HASH_LIST:
+            options = {k: v for k, v in options.items() if k != "prompt_seed"}
+        return {**super().protocol(), "options": options, "prompt_list": which, "prompt_source": self._source,
+                "prompts_sha256": digest,
                 "reference": f"all *.jpg of {IMAGES_DIR} (protocol: {PROTOCOL_REFERENCE_IMAGES})"}

@@ -11,6 +11,10 @@ folder). Samples are interleaved across styles (sample ``k`` is prompt ``k // 4`
 ``--limit N`` gives an equal share of every style. JPEG quality is PIL's default, 75 (what saving with
 ``image.save(path)`` gives, as the hpsv2 instructions do); ``--suite-args jpeg_quality=Q`` changes it.
 
+Protocol profile (option ``profile``, :mod:`bench.profiles`): ``sbv2-release`` by default, which scores with
+HPS v2.1 as the release's eval/hps.py did (``hpsv2.evaluate``'s default); ``profile=clean`` uses v2.0, the
+version of the HPSv2 paper's table (and of the rows the SBv2 paper copied from it).
+
 Scoring reads the decoded JPEG, like hpsv2: images are scored after the JPEG round trip, never from the
 uncompressed generator output. The HPS model's own transform (longer side resized to 224, zero-padded to a square) is the only
 preprocessing.
@@ -28,7 +32,9 @@ from typing import Any
 from bench.errors import BenchError
 from bench.metrics.preprocess import Preprocess
 from bench.options import Option
-from bench.suites.base import PromptItem, Suite
+from bench.profiles import override_issues
+from bench.suites.base import PromptItem
+from bench.suites.profile_suite import ProfiledSuite
 
 STYLES = ("anime", "concept-art", "paintings", "photo")
 PROMPTS_PER_STYLE = 800
@@ -80,11 +86,12 @@ def read_style_prompts(folder: str | os.PathLike[str]) -> dict[str, list[str]]:
     return out
 
 
-class HPSv2Suite(Suite):
+class HPSv2Suite(ProfiledSuite):
     """HPSv2 benchmark prompts, JPEG images in the hpsv2 layout, the ``hps`` metric per style."""
 
     name = "hpsv2"
     options = {
+        **ProfiledSuite.options,
         "prompts": Option(None, str, help=f"folder with <style>.json files (default: ${HPSV2_PROMPTS_ENV}, else "
                                           f"the hub dataset {HUB_DATASET})"),
         "jpeg_quality": Option(75, int, help="JPEG quality of the saved (and scored) images", minimum=1, maximum=100),
@@ -138,7 +145,8 @@ class HPSv2Suite(Suite):
     def comparability_issues(self, metric_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
         self.prompts()
         odd = {s: n for s, n in self._counts.items() if n != PROMPTS_PER_STYLE}
-        return [f"prompt counts {odd} differ from the benchmark's {PROMPTS_PER_STYLE} per style"] if odd else []
+        issues = [f"prompt counts {odd} differ from the benchmark's {PROMPTS_PER_STYLE} per style"] if odd else []
+        return issues + override_issues(self.profile, metric_overrides)
 
     def protocol(self) -> dict[str, Any]:
         items = self.prompts()
