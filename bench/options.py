@@ -64,14 +64,22 @@ def _convert(kind: str, key: str, value: Any, opt: Option) -> Any:
         raise BenchError(f"{kind} option {key}={value!r} must be a finite number")
     if opt.type in (int, float):
         if opt.minimum is not None and converted < opt.minimum:
-            raise BenchError(f"{kind} option {key}={value!r} must be at least {_num(opt.minimum)}")
+            raise BenchError(f"{kind} option {key}={value} must be {_at_least(opt.minimum)}")
         if opt.maximum is not None and converted > opt.maximum:
-            raise BenchError(f"{kind} option {key}={value!r} must be at most {_num(opt.maximum)}")
+            raise BenchError(f"{kind} option {key}={value} must be at most {_num(opt.maximum)}")
     return converted
 
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _at_least(minimum: float) -> str:
+    if minimum == 0:
+        return "0 or positive"
+    if minimum == 1:
+        return "positive (at least 1)"
+    return f"at least {_num(minimum)}"
 
 
 def resolve_options(kind: str, owner: str, spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def test_precision_recall_metric_options_pick_features_and_distances():
         device = "cpu"
 
         def image_features(self, spec, which):
-            specs.append(spec)
+            specs.append(spec.extractor_spec())
             return feats[which]
 
     entry = plugins.current().metrics.get("precision_recall")
