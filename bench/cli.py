@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.commands.base import Command
     from bench.errors import BenchError
 
-    parser = OneLineParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m bench", description="Evaluate and benchmark one-step text-to-image "
+                           "generators; `python -m bench COMMAND --help` describes each command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for entry in plugins.current().commands.entries():

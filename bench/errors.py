@@ -53,14 +53,14 @@ def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str)
 def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None,
             dispatch: Callable[[argparse.Namespace], int | None], on_interrupt: str) -> int:
     """Parse ``argv`` with the parser ``build_parser`` makes and call ``dispatch(args)``, under
-    :func:`run_guarded`; no sub-command prints the help and exits 2. The entry point of every project CLI."""
+    :func:`run_guarded`; no sub-command is a one-line error naming them. The entry point of every project CLI."""
 
     def command() -> int | None:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not args.command:
-            parser.print_help()
-            return 2
+            subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            raise BenchError(f"name a command: {', '.join(subs.choices)} (see `{prog} --help`)")
         return dispatch(args)
 
     return run_guarded(prog, command, on_interrupt)
@@ -68,7 +68,14 @@ def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports usage errors as a :class:`BenchError`: one line, exit status 2 (used by every CLI
-    of the project)."""
+    of the project). Help texts may be taken from docstrings: their reStructuredText ``literals`` are shown as
+    plain text."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise BenchError(f"{message} (see `{self.prog} --help`)")
+
+    def format_help(self) -> str:
+        return super().format_help().replace("``", "")
+
+    def format_usage(self) -> str:
+        return super().format_usage().replace("``", "")

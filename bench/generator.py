@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.options import Option, resolve_options
@@ -86,6 +87,19 @@ class Generator(ABC):
         return {"text_encoder": self.encode_prompts, "denoiser": self.denoise, "decoder": self.decode}
 
     # -- provenance -------------------------------------------------------------------------------
+    def input_paths(self) -> list[Path]:
+        """Local files and folders the generator reads weights or settings from. Their content is part of a
+        run's identity: replacing a student under the same path makes a different run. Default: the value of
+        every free-text option that names an existing path."""
+        paths = []
+        for key, value in self.args.items():
+            opt = self.options.get(key)
+            if isinstance(value, str) and value and opt is not None and opt.choices is None:
+                path = Path(value).expanduser()
+                if path.exists():
+                    paths.append(path.resolve())
+        return paths
+
     def describe(self) -> dict[str, Any]:
         """Everything that identifies the model for ``config.json``: ids, revisions, resolved settings.
 

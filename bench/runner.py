@@ -47,6 +47,12 @@ if TYPE_CHECKING:
     from bench.session import Session
 
 
+#: What ``--run-name`` may be: a name, never a path (no separators, not "." or "..").
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+#: Longest prompt kept whole; longer ones are cut (the CLIP tokenizers see at most 77 tokens anyway) and counted.
+MAX_PROMPT_CHARS = 1000
+
+
 @dataclass
 class RunRequest:
     """Everything ``bench run`` takes; see ``python -m bench run --help``."""
@@ -69,8 +75,11 @@ class RunRequest:
     workers: int | None = None
 
     def run_dir(self) -> Path:
-        name = self.run_name or f"{self.suite}-{self.method}"
-        return Path(self.out) / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        if self.run_name is not None and not RUN_NAME.fullmatch(self.run_name):
+            raise BenchError(f"--run-name {self.run_name!r} is not a plain name; use letters, digits, '.', '_' and "
+                             "'-' (not starting with '.'), and --out for the folder")
+        name = self.run_name or re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.suite}-{self.method}").lstrip(".")
+        return Path(self.out) / name
 
 
 class Run:
@@ -105,6 +114,7 @@ class Run:
         items = self.suite.prompts()
         if not items:
             raise BenchError(f"suite {request.suite!r} has no prompts")
+        items, self.prompts_cut = _cut_long_prompts(items)
         self.all_items = items
         if request.limit is not None:
             if request.limit > len(items):
@@ -166,12 +176,33 @@ class Run:
             "limit": req.limit,
             "save_images": req.save_images,
             "world_size": self.dist.world_size,
+            "inputs": self.inputs(),
+            "prompts_cut": {"count": self.prompts_cut, "max_chars": MAX_PROMPT_CHARS},
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **provenance(),
         }
 
+    def inputs(self) -> dict[str, Any]:
+        """Content fingerprints of what changes the images: the prompt list and every local file or folder the
+        generator reads (part of the run's identity, so replacing a student under the same path is noticed)."""
+        from bench.fingerprint import path_fingerprint
+        from bench.suites.prompt_lists import prompts_digest
+
+        files = {str(p): path_fingerprint(p) for p in self.generator.input_paths()}
+        return {"prompts_sha256": prompts_digest([it.prompt for it in self.all_items]), "files": files}
+
     # -- the run ----------------------------------------------------------------------------------
     def execute(self) -> Results | None:
+        """Run under an exclusive lock of the run directory (held by the main process; released by the kernel if
+        it dies), so a second run into the same directory stops at once with one line."""
+        from bench.locking import lock_directory
+
+        if not self.dist.is_main:
+            return self._execute()
+        with lock_directory(self.store.path, "bench run"):
+            return self._execute()
+
+    def _execute(self) -> Results | None:
         from bench.devices import hardware_summary
 
         timings = Timings()
@@ -181,6 +212,20 @@ class Run:
         with timings.time("orchestration/open"):
             config = self.config()
             config["hardware"] = hardware_summary(device)
+            error = None
+            if dist.is_main:
+                try:
+                    self.store.check(config, overwrite=self.req.overwrite)
+                except BenchError as exc:
+                    error = str(exc)
+            dist.agree(error)
+
+        # The directory becomes this run's only once the generator has loaded: a run that fails to load (no
+        # weights, a typo in a path) leaves nothing that would refuse the corrected command.
+        with timings.time("load"):
+            self.session.load(self.generator, dtype)
+        config["generator"] = self.generator.describe()
+        with timings.time("orchestration/open"):
             error, resumed = None, False
             if dist.is_main:
                 try:
@@ -188,13 +233,6 @@ class Run:
                 except BenchError as exc:
                     error = str(exc)
             resumed = bool(dist.agree(error, resumed)[0])
-
-        with timings.time("load"):
-            self.session.load(self.generator, dtype)
-        config["generator"] = self.generator.describe()
-        if dist.is_main:
-            with timings.time("orchestration/open"):
-                self.store.write_config(config)
 
         # Chunks are cut from the suite's full prompt list, so a chunk that --limit cuts short is still generated
         # as its full batch (only the wanted part is kept): a --limit run is an exact prefix of the full run.
@@ -337,6 +375,20 @@ class Run:
                        not_comparable_because=reasons, images=images,
                        timing_s=ordered_timings(timings.as_dict(), total), config=config,
                        reference_features=reference or None)
+
+
+def _cut_long_prompts(items: list[Any]) -> tuple[list[Any], int]:
+    """Prompts longer than :data:`MAX_PROMPT_CHARS` cut to that length (a 10 MB "prompt" would keep a tokenizer
+    busy for minutes); the count is said once and recorded in config.json."""
+    from dataclasses import replace
+
+    long = [it for it in items if len(it.prompt) > MAX_PROMPT_CHARS]
+    if not long:
+        return items, 0
+    print(f"bench: warning: {len(long)} prompt(s) longer than {MAX_PROMPT_CHARS} characters were cut to that length "
+          f"(the first is sample {long[0].index})", file=sys.stderr)
+    cut = {it.index for it in long}
+    return [replace(it, prompt=it.prompt[:MAX_PROMPT_CHARS]) if it.index in cut else it for it in items], len(cut)
 
 
 @dataclass

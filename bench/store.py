@@ -31,7 +31,7 @@ from typing import Any
 from bench.errors import BenchError
 
 #: config.json keys that define what a run produces; a re-run must match them to resume.
-IDENTITY_KEYS = ("method", "method_args", "suite", "suite_args", "seed", "dtype", "protocol")
+IDENTITY_KEYS = ("method", "method_args", "suite", "suite_args", "seed", "dtype", "protocol", "inputs")
 
 #: Environment variable that makes the process kill itself (SIGKILL) at a named point: ``"<point>:<n>"`` kills
 #: on the n-th time the point is reached. Used by the crash-safety tests; costs one dictionary lookup otherwise.
@@ -69,12 +69,30 @@ def disk_full_error(path: str | os.PathLike[str], exc: OSError) -> BenchError:
                       "and run the same command again to resume")
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and restoring it at once)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The permissions a new file gets under this process's umask (0o666 minus the umask)."""
+    return 0o666 & ~umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one. The file gets
+    the permissions the umask gives a new file (a temporary file alone would be private to its owner)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
+            os.fchmod(fd, file_mode())
             if os.environ.get(CRASH_ENV, "").startswith("image-partial:") and path.suffix in (".png", ".jpg"):
                 _write_fd(fd, data[: len(data) // 2])
                 os.fsync(fd)

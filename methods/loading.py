@@ -52,6 +52,8 @@ SD_FILES: dict[str, tuple[str, ...]] = {
     "vae": ("vae/config.json", "vae/diffusion_pytorch_model.safetensors"),
     "scheduler": ("scheduler/scheduler_config.json",),
 }
+#: Files of the frozen networks of an SD repository (everything but the UNet).
+BASE_FILES = [f for k in ("text_encoder", "tokenizer", "vae", "scheduler") for f in SD_FILES[k]]
 #: Files of a repository or directory that holds one diffusers model at its root.
 MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 
@@ -288,15 +290,20 @@ def pretrained_components(
     base_option: str = "weights",
 ) -> Built:
     """UNet from ``unet_repo`` (at ``revision``) and tokenizer, text encoder, VAE and scheduler from ``base_repo``."""
-    base_files = [f for k in ("text_encoder", "tokenizer", "vae", "scheduler") for f in SD_FILES[k]]
     if unet_repo == base_repo:
-        snap = fetch(base_repo, [*SD_FILES["unet"], *base_files], revision, unet_option)
+        snap = fetch(base_repo, [*SD_FILES["unet"], *BASE_FILES], revision, unet_option)
         unet_snap = base_snap = snap
     else:
         unet_snap = fetch(unet_repo, [*SD_FILES["unet"], *MODEL_FILES], revision, unet_option)
-        base_snap = fetch(base_repo, base_files, None, base_option)
-    base = load_base(base_snap, base_option)
-    unet = load_unet(unet_snap, unet_option)
+        base_snap = fetch(base_repo, BASE_FILES, None, base_option)
+    built = on_base(base_snap, load_unet(unet_snap, unet_option), base_option)
+    built.sources["unet"] = unet_snap.provenance()
+    return built
+
+
+def on_base(base_snap: Snapshot, unet: Any, option: str = "weights") -> Built:
+    """A UNet paired with the tokenizer, text encoder, VAE and (DDPM) scheduler of a base SD snapshot."""
+    base = load_base(base_snap, option)
     parts = Components(
         tokenize=base["tokenize"],
         text_encoder=base["text_encoder"],
@@ -304,7 +311,7 @@ def pretrained_components(
         vae=base["vae"],
         scheduler=scheduler_from_config(base["scheduler_config"], "DDPMScheduler"),
     )
-    sources = {"unet": unet_snap.provenance(), "text_encoder": base_snap.provenance(), "vae": base_snap.provenance()}
+    sources = {"text_encoder": base_snap.provenance(), "vae": base_snap.provenance()}
     return Built(parts, base["scheduler_config"], sources, "pretrained")
 
 
@@ -357,18 +364,21 @@ def build_sd(
     return with_tiny_decoder(built, args, device)
 
 
-def read_model_card(path: str | Path) -> dict[str, Any]:
-    """``bench_model.json`` of a student directory (``{}`` when absent)."""
-    card = Path(path) / "bench_model.json"
-    if not card.is_file():
-        return {}
-    try:
-        data = json.loads(card.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{card} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise BenchError(f"{card} must hold a JSON object such as {{\"base\": \"stabilityai/sd-turbo\"}}")
-    return data
+def sd_provenance(gen: Any) -> dict[str, Any]:
+    """What identifies the networks of an SD-style generator built by :func:`build_sd` (``gen.built``): weights
+    kind, architecture, decoder, compile setting, resolved revision, sources and runtime settings."""
+    built: Built | None = getattr(gen, "built", None)
+    random = gen.args.get("weights") == RANDOM or gen.args.get("size") == "tiny"
+    sources = built.sources if built is not None else {}
+    return {
+        "weights": built.weights if built is not None else (RANDOM if random else "pretrained"),
+        "architecture": gen.arch if gen.args.get("size") != "tiny" else f"{gen.arch}-toy",
+        "vae": gen.args.get("vae"),
+        "compile": gen.args.get("compile"),
+        "revision": sources.get("unet", {}).get("revision") or gen.args.get("revision"),
+        "sources": sources,
+        "runtime": getattr(gen, "runtime", {}),
+    }
 
 
 # -- the one-step methods built from SD components ------------------------------------------------------
@@ -402,23 +412,13 @@ class SDOneStepGenerator(OneStepGenerator):
         return self.built.components
 
     def describe(self) -> dict[str, Any]:
-        built: Built | None = getattr(self, "built", None)
-        random = self.args.get("weights") == RANDOM or self.args.get("size") == "tiny"
         flow = self.prediction_type == "rectified_flow"
-        sources = built.sources if built is not None else {}
-        info: dict[str, Any] = {
+        return {
             **super().describe(),
-            "weights": built.weights if built is not None else (RANDOM if random else "pretrained"),
-            "architecture": self.arch if self.args.get("size") != "tiny" else f"{self.arch}-toy",
+            **sd_provenance(self),
             "steps": 1,
             "guidance": 0.0,
             "timestep": self.timestep,
             "prediction_type": getattr(self, "prediction_type", None),
             "scheduler": "one Euler step (rectified flow)" if flow else "closed-form x0 at the last timestep",
-            "vae": self.args.get("vae"),
-            "compile": self.args.get("compile"),
-            "revision": sources.get("unet", {}).get("revision") or self.args.get("revision"),
-            "sources": sources,
-            "runtime": getattr(self, "runtime", {}),
         }
-        return info

@@ -8,6 +8,8 @@ infer.py loads), taken first by ``subfolder=auto``; ``subfolder=unet_ema|unet|no
 
     {"base": "tiny" | "stabilityai/sd-turbo" | <hub id or directory>, "base_seed": 0}
 
+x0 uses alpha_bar at t = 999 from the scheduler, as the SBv2 release's inference does, unless the card records
+``alpha_T`` (a student trained with SwiftBrush's fixed 0.0047 is evaluated with the constant it was trained with).
 ``base`` names where the frozen networks (tokenizer, text encoder, VAE, scheduler) come from. ``"tiny"`` means
 :func:`methods.components.build_tiny_components` with seed ``base_seed`` (the toy set training tests use); any
 other value is a diffusers SD repository. Without a card the base is SD-Turbo. ``size=tiny`` or ``base=...`` on
@@ -23,37 +25,26 @@ From Python::
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.errors import BenchError
 from bench.options import Option
 from methods.components import Components
 from methods.loading import (
+    BASE_FILES,
     RANDOM,
-    SD_FILES,
     Built,
     SDOneStepGenerator,
     build_sd,
     fetch,
-    load_base,
-    read_model_card,
-    scheduler_from_config,
+    on_base,
     with_tiny_decoder,
 )
+from methods.model_card import CARD_NAME, read_model_card, write_model_card  # noqa: F401 - re-exported
 from methods.student import BIN_FILES, STUDENT_FILES, SUBFOLDERS, load_student_unet, student_subfolder
 
 SD_TURBO = "stabilityai/sd-turbo"
 TINY_BASE = "tiny"
-CARD_NAME = "bench_model.json"
-
-
-def write_model_card(directory: str | Path, base: str = SD_TURBO, base_seed: int = 0) -> Path:
-    """Write ``bench_model.json`` into a student directory, telling ``sbv2`` which base networks to pair it with."""
-    path = Path(directory) / CARD_NAME
-    path.write_text(json.dumps({"base": base, "base_seed": int(base_seed)}, indent=2) + "\n")
-    return path
 
 
 class SBv2Generator(SDOneStepGenerator):
@@ -85,6 +76,8 @@ class SBv2Generator(SDOneStepGenerator):
         files = [*STUDENT_FILES, *(BIN_FILES if args.get("bin_weights") else ()), CARD_NAME]
         student = fetch(weights, files, args.get("revision"), "weights")
         card = read_model_card(student.path)
+        if card.get("alpha_T") is not None:  # trained with a fixed x0 constant (SwiftBrush's 0.0047): use it
+            self.alpha_T = float(card["alpha_T"])
         base = TINY_BASE if args.get("size") == "tiny" else (args.get("base") or card.get("base") or SD_TURBO)
         seed = int(card.get("base_seed", args.get("weights_seed") or 0))
         unet = load_student_unet(student, args.get("subfolder") or "auto", bool(args.get("bin_weights")))
@@ -96,18 +89,9 @@ class SBv2Generator(SDOneStepGenerator):
             base_source: dict[str, Any] = {"architecture": "sd21-toy", "weights": RANDOM, "seed": seed}
             built = Built(parts, dict(SD_SCHEDULER_CONFIG), {"unet": student.provenance()}, "pretrained")
         else:
-            files = [f for k in ("text_encoder", "tokenizer", "vae", "scheduler") for f in SD_FILES[k]]
-            snap = fetch(base, files, None, "base")
-            loaded = load_base(snap, "base")
-            parts = Components(
-                tokenize=loaded["tokenize"],
-                text_encoder=loaded["text_encoder"],
-                unet=unet,
-                vae=loaded["vae"],
-                scheduler=scheduler_from_config(loaded["scheduler_config"], "DDPMScheduler"),
-            )
+            snap = fetch(base, BASE_FILES, None, "base")
+            built = on_base(snap, unet, "base")
             base_source = snap.provenance()
-            built = Built(parts, loaded["scheduler_config"], {"unet": student.provenance()}, "pretrained")
         built.sources.update(text_encoder=base_source, vae=base_source, base=base, card=card)
         built.sources["unet"] = {**student.provenance(),
                                  "subfolder": student_subfolder(student, args.get("subfolder") or "auto")}

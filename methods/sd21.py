@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from bench.generator import Generator
 from bench.options import Option
-from methods.loading import COMMON_OPTIONS, RANDOM, Built, build_sd, scheduler_from_config
+from methods.loading import COMMON_OPTIONS, RANDOM, Built, build_sd, scheduler_from_config, sd_provenance
 from methods.onestep import LatentShapes, latents_to_images, place
 from methods.runtime import prepare_modules
 
@@ -125,24 +125,15 @@ class MultiStepGenerator(LatentShapes, Generator):
             return latents_to_images(self.vae, latents, self.decode_chunk)
 
     def describe(self) -> dict[str, Any]:
-        built: Built | None = getattr(self, "built", None)
         scheduler = getattr(self, "scheduler", None)
-        sources = built.sources if built is not None else {}
-        random = self.args.get("weights") == RANDOM or self.args.get("size") == "tiny"
         return {
             **super().describe(),
-            "weights": built.weights if built is not None else (RANDOM if random else "pretrained"),
-            "architecture": self.arch if self.args.get("size") != "tiny" else f"{self.arch}-toy",
+            **sd_provenance(self),
             "steps": int(self.args["steps"]),
             "guidance": float(self.args["guidance"]),
             "negative_prompt": self.args["negative_prompt"],
             "scheduler": type(scheduler).__name__ if scheduler is not None else self.args["scheduler"],
             "scheduler_config": dict(scheduler.config) if scheduler is not None else None,
-            "vae": self.args.get("vae"),
-            "compile": self.args.get("compile"),
-            "revision": sources.get("unet", {}).get("revision") or self.args.get("revision"),
-            "sources": sources,
-            "runtime": getattr(self, "runtime", {}),
         }
 
 

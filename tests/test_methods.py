@@ -225,6 +225,27 @@ def test_sbv2_loads_a_student_directory_with_a_tiny_base(tmp_path):
     assert info["sources"]["unet"]["path"] == str(tmp_path.resolve())
 
 
+def test_sbv2_uses_the_x0_constant_its_card_records(tmp_path):
+    """A student trained with SwiftBrush's fixed alpha_T = 0.0047 is evaluated with it; without one in the card
+    the scheduler's alpha_bar_999 is used, as the SBv2 release does."""
+    from methods.components import SD_SCHEDULER_CONFIG, build_tiny_components
+    from methods.model_card import write_model_card
+    from methods.sbv2 import SBv2Generator
+
+    build_tiny_components(seed=3).unet.save_pretrained(tmp_path, safe_serialization=True)
+    write_model_card(tmp_path, base="tiny", base_seed=3, alpha_T=0.0047)
+    fixed = SBv2Generator(weights=str(tmp_path))
+    fixed.load("cpu", torch.float32)
+    assert fixed.alpha_bar == 0.0047 and fixed.describe()["alpha_T_source"] == "fixed"
+    write_model_card(tmp_path, base="tiny", base_seed=3)
+    plain = SBv2Generator(weights=str(tmp_path))
+    plain.load("cpu", torch.float32)
+    from diffusers import DDPMScheduler
+
+    by_hand = float(DDPMScheduler.from_config(SD_SCHEDULER_CONFIG).alphas_cumprod[999])
+    assert plain.alpha_bar == pytest.approx(by_hand, rel=1e-7) and plain.alpha_bar != 0.0047
+
+
 def test_sbv2_rejects_non_safetensors_weights(tmp_path):
     from methods.components import build_tiny_components
 

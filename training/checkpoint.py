@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.store import umask
 
 STUDENT_FILE = "student.safetensors"
 LORA_TEACHER_FILE = "lora_teacher.safetensors"
@@ -78,13 +79,6 @@ def resolve_checkpoint(spec: str | None, output_dir: str | Path) -> Path | None:
         raise BenchError(f"{spec!r} is not a checkpoint directory (no {STATE_FILE}); use --resume latest or a "
                          "checkpoint-<step> directory")
     return path
-
-
-def umask() -> int:
-    """The process's file-creation mask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def follow_umask(path: str | Path) -> None:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from methods.model_card import write_model_card
 from training.checkpoint import follow_umask
 from training.checkpoint import save_tensors as _save_tensors
 from training.config import TrainConfig, resolved_alpha_T
 
-BENCH_MODEL_FILE = "bench_model.json"
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
 LORA_DIR = "lora"
 LORA_WEIGHTS = "adapter_model.safetensors"
@@ -119,15 +119,6 @@ def save_unet(unet_config: dict[str, Any], state: dict[str, Any], output_dir: st
     return out
 
 
-def write_bench_model(output_dir: str | Path, meta: dict[str, Any]) -> None:
-    Path(output_dir, BENCH_MODEL_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-
-
-def read_bench_model(directory: str | Path) -> dict[str, Any] | None:
-    path = Path(directory, BENCH_MODEL_FILE)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str | Path, ema: bool = False) -> Path:
     """Write the unfused adapter and what rebuilds its base into ``output_dir``."""
     out = Path(output_dir)
@@ -198,7 +189,7 @@ def export_student(
         save_lora_dir(config, trained, out / LORA_DIR, ema=bool(meta.get("ema")) and delta is None)
         info["lora"] = LORA_DIR
         info["lora_ema"] = bool(meta.get("ema")) and delta is None
-    write_bench_model(out, info)
+    write_model_card(out, **info)
     return out
 
 

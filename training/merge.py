@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from methods.model_card import read_model_card, write_model_card
 from training.export import (
-    BENCH_MODEL_FILE,
     LORA_CONFIG,
     LORA_DIR,
     UNET_WEIGHTS,
     load_lora_dir,
-    read_bench_model,
     save_unet,
 )
 
@@ -48,7 +47,7 @@ def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[s
         raise BenchError(f"model directory {str(d)!r} does not exist")
     if (d / LORA_CONFIG).is_file() and not (d / "config.json").is_file():
         config, state = load_lora_dir(d)
-        meta = read_bench_model(d.parent) if d.name == LORA_DIR else None
+        meta = (read_model_card(d.parent) or None) if d.name == LORA_DIR else None
         return config, state, meta
     if not (d / "config.json").is_file():
         if (d / "unet" / "config.json").is_file():
@@ -56,7 +55,7 @@ def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[s
         else:
             raise BenchError(f"{d} is neither an exported student (config.json + {UNET_WEIGHTS}) nor a LoRA directory")
     config = json.loads((d / "config.json").read_text())
-    return config, _read_unet_weights(d), read_bench_model(d)
+    return config, _read_unet_weights(d), read_model_card(d) or None
 
 
 def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Path, overwrite: bool = False) -> Path:
@@ -92,5 +91,5 @@ def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Pat
         print("training: warning: neither input has a bench_model.json; the merged model records no base")
     with staged_output(output_dir, overwrite) as tmp:
         save_unet(config_a, merged, tmp, dtype)
-        (tmp / BENCH_MODEL_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        write_model_card(tmp, meta)
     return Path(output_dir)

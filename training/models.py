@@ -15,7 +15,6 @@ teacher, so one copy of the weights serves both.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.hub_errors import offline
+from methods.model_card import read_model_card
 from training.config import LORA_TARGETS, STUDENT_INITS, TrainConfig
 
 #: Teachers built from code with seeded weights (no download): toy size, and SD 2.1-base size (benchmarks).
@@ -136,10 +136,9 @@ def export_base(config: TrainConfig) -> tuple[str, int | None]:
     repo, _ = student_source(config)
     if repo in SYNTHETIC:
         return repo, config.model_seed
-    meta = Path(repo, "bench_model.json")
-    if meta.is_file():
-        data = json.loads(meta.read_text())
-        return data.get("base", repo), data.get("base_seed")
+    card = read_model_card(repo) if Path(repo).is_dir() else {}
+    if card:
+        return card.get("base", repo), card.get("base_seed")
     return repo, None
 
 
@@ -289,9 +288,7 @@ def _student_scheduler(config: TrainConfig, teacher_sched: dict[str, Any]) -> di
     if repo == config.teacher or repo in SYNTHETIC:
         return teacher_sched
     if subfolder is None:  # an exported student: its card records the prediction type
-        card = Path(repo, "bench_model.json")
-        data = json.loads(card.read_text()) if card.is_file() else {}
-        return {"prediction_type": data.get("prediction_type", "epsilon")}
+        return {"prediction_type": read_model_card(repo).get("prediction_type", "epsilon")}
     return _scheduler_config(config, repo, "student_init", config.student_revision)
 
 

@@ -10,7 +10,6 @@ fingerprint and evaluation transform (resolution, crop). Anything that changes t
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from typing import Any
 
@@ -108,27 +107,24 @@ def inception_score(probabilities: Any, splits: int = 10) -> tuple[float, float]
 
 
 def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of reference features, cached on disk (see the module docstring for the key)."""
+    """Mean and covariance of reference features, cached on disk (see the module docstring for the key); a
+    damaged or changed cache file is recomputed (:mod:`bench.feature_cache`)."""
     from bench.cache import cache_dir
-    from bench.store import atomic_write_bytes
+    from bench.feature_cache import load_npz, save_npz
 
     x = np.ascontiguousarray(features, dtype=np.float64)
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(extractor_spec, sort_keys=True, default=str).encode())
     h.update(repr(x.shape).encode())
     h.update(memoryview(x).cast("B"))
-    path = cache_dir() / "fid-stats" / f"{extractor_spec.get('kind', 'features')}-{h.hexdigest()}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as cached:
-                return cached["mu"], cached["sigma"]
-        except (OSError, ValueError, KeyError):
-            pass  # damaged: recompute and overwrite
+    key = h.hexdigest()
+    path = cache_dir() / "fid-stats" / f"{extractor_spec.get('kind', 'features')}-{key}.npz"
+    cached = load_npz(path, key)
+    if cached is not None and "mu" in cached and "sigma" in cached:
+        return cached["mu"], cached["sigma"]
     mu, sigma = feature_statistics(x)
-    buf = io.BytesIO()
-    np.savez(buf, mu=mu, sigma=sigma, n=np.array(len(x)), spec=np.array(json.dumps(extractor_spec, default=str)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
+    save_npz(path, inputs=key, mu=mu, sigma=sigma, n=np.array(len(x)),
+             spec=np.array(json.dumps(extractor_spec, default=str)))
     return mu, sigma
 
 

@@ -88,8 +88,8 @@ def select_captions(annotation: Any, n: int, seed: int = 0, source: str = "the a
                          f"COCO's captions_val2014.json: {FETCH_HINT}")
     if n > len(by_image):
         raise BenchError(f"{source} has captions for {len(by_image)} images, fewer than num_prompts={n} (one caption "
-                         "per image); pass --suite-args num_prompts=N with N <= "
-                         f"{len(by_image)}, or --limit for a quick subset")
+                         f"per image); pass --suite-args num_prompts=N with N <= {len(by_image)} (--limit only "
+                         "shortens the selected list), or use the full captions_val2014.json")
     order = sorted(by_image, key=lambda image_id: _rank_key(seed, "image", image_id))[:n]
     out = []
     for image_id in order:

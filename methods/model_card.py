@@ -1,0 +1,40 @@
+"""``bench_model.json``: the card a student directory carries, read and written in one place.
+
+The training module writes it next to an exported student; ``sbv2`` reads it to pair the student with its base
+networks. Keys: ``base`` (``"tiny"`` or a hub id / directory of the frozen networks), ``base_seed``, and what
+the trainer records (``alpha_T``: the x0 constant the student was trained with, ``prediction_type``, ``losses``,
+...). Unknown keys are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+CARD_NAME = "bench_model.json"
+SD_TURBO = "stabilityai/sd-turbo"
+
+
+def read_model_card(directory: str | Path) -> dict[str, Any]:
+    """The card of a student directory (``{}`` when it has none); a damaged card is a one-line error."""
+    card = Path(directory) / CARD_NAME
+    if not card.is_file():
+        return {}
+    try:
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"{card} is not valid JSON ({exc}); rewrite it, e.g. {{\"base\": \"{SD_TURBO}\"}}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{card} must hold a JSON object such as {{\"base\": \"{SD_TURBO}\"}}")
+    return data
+
+
+def write_model_card(directory: str | Path, card: dict[str, Any] | None = None, **fields: Any) -> Path:
+    """Write ``card`` updated with ``fields`` (e.g. ``base="tiny", base_seed=3``) into ``directory``."""
+    path = Path(directory) / CARD_NAME
+    data = {**(card or {}), **fields}
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path

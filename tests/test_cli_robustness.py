@@ -1,0 +1,186 @@
+"""Every sub-command of `bench` and `training`, fed malformed and hostile arguments and files: no traceback,
+exit status 0 or 2, one line of error, and nothing finished lost."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from bench import plugins
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(prog: str, argv: list[str]) -> tuple[int, str, str]:
+    if prog == "bench":
+        from bench.cli import main
+    else:
+        from training.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own --help / --version exit
+            rc = int(exc.code or 0)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _check(prog: str, argv: list[str], want: int) -> str:
+    rc, _, err = _cli(prog, argv)
+    assert "Traceback" not in err, err
+    assert rc == want, f"{prog} {argv}: exit {rc}, stderr: {err}"
+    if want == 2:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), err
+        return lines[0]
+    return err
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "a-file").write_text("not a folder")
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (root / "garbage.toml").write_text("[[[ not toml")
+    (root / "empty.json").write_text("{}")
+    return {"root": root, "file": root / "a-file", "binary": root / "binary.txt", "toml": root / "garbage.toml",
+            "missing": root / "no-such-thing", "json": root / "empty.json"}
+
+
+RUN = ["run", "--method", "tiny", "--suite", "smoke", "--limit", "1", "--metrics", "none", "--device", "cpu"]
+
+
+def _bench_cases(p: dict[str, Path]) -> list[list[str]]:
+    out = str(p["root"] / "runs")
+    run = [*RUN, "--out", out]
+    return [
+        [], ["no-such-command"], ["list", "nothing"], ["run"], ["run", "--method", "tiny"],
+        ["run", "--method", "tny", "--suite", "smoke"], ["run", "--method", "tiny", "--suite", "smok"],
+        [*run, "--batch-size", "abc"], [*run, "--batch-size", "-1"], [*run, "--batch-size", "0"],
+        [*run, "--limit", "0"], [*run, "--limit", "99999999999999999999"], [*run, "--seed", "nan"],
+        [*run, "--workers", "0"], [*run, "--dtype", "fp8"], [*run, "--device", "tpu"],
+        [*run, "--method-args", "=,,"], [*run, "--method-args", "weights_seed=-5"],
+        [*run, "--method-args", "weights_seed=1e999"], [*run, "--method-args", "nope=1"],
+        [*run, "--metric-args", "fid"], [*run, "--metric-args", "fid.weights=random"],
+        [*run, "--suite-args", "eval_size=-3"], [*run, "--suite-args", "eval_resample=magic"],
+        [*run, "--metrics", ","], [*run, "--metrics", "fdi"], [*run, "--prompts", str(p["missing"])],
+        [*RUN, "--out", str(p["file"])], [*RUN, "--out", str(p["file"] / "sub")],
+        [*run, "--run-name", ".."], [*run, "--run-name", "a/b"], [*run, "--run-name", ""],
+        ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(p["file"]), "--out", out],
+        ["run", "--method", "tiny", "--suite", "coco30k", "--prompts", str(p["binary"]), "--out", out],
+        ["run", "--method", "tiny", "--suite", "coco30k", "--prompts", str(p["json"]), "--out", out],
+        ["run", "--method", "sd-turbo", "--method-args", "size=tiny,decode_chunk=-1", "--suite", "smoke", "--out", out],
+        ["run", "--method", "sd21", "--method-args", "size=tiny,guidance=nan", "--suite", "smoke", "--out", out],
+        ["run", "--method", "sd21", "--method-args", "size=tiny,steps=0", "--suite", "smoke", "--out", out],
+        ["latency", "--method", "nope"], ["latency", "--method", "tiny", "--iters", "0"],
+        ["latency", "--method", "tiny", "--batch-size", "-1"], ["latency", "--method", "tiny", "--warmup", "-1"],
+        ["data", "nothing"], ["data", "coco", "--root", str(p["file"])],
+    ]
+
+
+def _training_cases(p: dict[str, Path]) -> list[list[str]]:
+    d = str(p["root"] / "train-out")
+    return [
+        [], ["distill"], ["distill", "--preset", "nope", "--output-dir", d],
+        ["distill", "--preset", "tiny", "--output-dir", str(p["file"])],
+        ["distill", "--preset", "tiny", "--set", "student_lr=-1", "--output-dir", d],
+        ["distill", "--preset", "tiny", "--set", "student_lora_rank=0", "--output-dir", d],
+        ["distill", "--preset", "tiny", "--set", "nonsense=1", "--output-dir", d],
+        ["distill", "--preset", "tiny", "--max-steps", "-3", "--output-dir", d],
+        ["distill", "--config", str(p["toml"]), "--output-dir", d],
+        ["distill", "--preset", "tiny", "--resume", str(p["missing"]), "--output-dir", d],
+        ["export", "--run", str(p["missing"]), "--output-dir", d],
+        ["merge", "--a", str(p["missing"]), "--b", str(p["missing"]), "--lambda", "0.5", "--output-dir", d],
+        ["merge", "--a", str(p["file"]), "--b", str(p["file"]), "--lambda", "nan", "--output-dir", d],
+        ["presets", "--show", "nope"],
+    ]
+
+
+def test_bench_malformed_arguments(hostile, one_thread):
+    for argv in _bench_cases(hostile):
+        _check("bench", argv, 2)
+    assert not (hostile["root"] / "runs").exists() or not list((hostile["root"] / "runs").rglob("config.json")), \
+        "a run that failed before its generator loaded leaves no run behind"
+
+
+def test_training_malformed_arguments(hostile):
+    for argv in _training_cases(hostile):
+        _check("training", argv, 2)
+
+
+@pytest.mark.parametrize("kind", ["methods", "suites", "metrics"])
+def test_every_numeric_option_refuses_nonsense(kind, hostile, monkeypatch):
+    """Generated cases: every numeric option of every built-in plug-in, given text, NaN and a value far out of
+    range, stops with one line before any network is built."""
+    from bench.options import Option
+
+    reg = getattr(plugins.current(), kind)
+    checked = 0
+    for entry in reg.entries():
+        cls = entry.resolve()
+        for name, opt in getattr(cls, "options", {}).items():
+            if not isinstance(opt, Option) or opt.type not in (int, float):
+                continue
+            assert opt.minimum is not None, f"{kind[:-1]} {entry.name}: option {name} declares no minimum"
+            for bad in ("abc", "nan", "-1e12", "1e999"):
+                out = ["--device", "cpu", "--out", str(hostile["root"] / "opt-runs")]
+                if kind == "methods":
+                    argv = ["run", "--suite", "smoke", "--metrics", "none", "--method", entry.name,
+                            "--method-args", f"{name}={bad}", *out]
+                elif kind == "suites":
+                    argv = ["run", "--method", "tiny", "--metrics", "none", "--suite", entry.name,
+                            "--suite-args", f"{name}={bad}", *out]
+                else:
+                    argv = ["run", "--method", "tiny", "--suite", "smoke", "--metrics", entry.name,
+                            "--metric-args", f"{entry.name}.{name}={bad}", *out]
+                line = _check("bench", argv, 2)
+                assert name in line, line
+                checked += 1
+    assert checked > 0
+
+
+def test_damaged_caches_heal_and_nothing_finished_is_lost(tmp_path, toy, one_thread, monkeypatch):
+    from bench import feature_cache
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(feature_cache, "_warned", set())
+    argv = ["run", "--method", "tiny", "--suite", "smoke", "--limit", "4", "--batch-size", "2", "--metrics",
+            "toy_fid", "--device", "cpu", "--out", str(tmp_path / "runs")]
+    _check("bench", argv, 0)
+    run_dir = tmp_path / "runs" / "smoke-tiny"
+    first = json.loads((run_dir / "results.json").read_text())
+    images = {p.name: p.read_bytes() for p in (run_dir / "images").iterdir()}
+    chunk = next((run_dir / "features").rglob("0000000-*.npz"))
+    chunk.write_bytes(b"garbage")
+    (ref,) = (tmp_path / "cache" / "features").glob("smoke-toy-*.npz")
+    ref.write_bytes(ref.read_bytes()[:100])
+    err = _check("bench", argv, 0)
+    assert str(chunk) in err and str(ref) in err
+    assert json.loads((run_dir / "results.json").read_text())["metrics"] == first["metrics"]
+    assert {p.name: p.read_bytes() for p in (run_dir / "images").iterdir()} == images
+    line = _check("bench", [*argv, "--seed", "3"], 2)
+    assert "different" in line and json.loads((run_dir / "config.json").read_text())["seed"] == 0
+
+
+def test_second_run_into_a_busy_run_directory_stops_with_one_line(tmp_path):
+    run_dir = tmp_path / "runs" / "smoke-tiny"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom bench.locking import lock_directory\n"
+         f"with lock_directory({str(run_dir)!r}, 'bench run'):\n    print('held', flush=True)\n    time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        line = _check("bench", [*RUN, "--out", str(tmp_path / "runs")], 2)
+        assert f"process {holder.pid}" in line and time.perf_counter() - start < 30
+    finally:
+        holder.kill()
+        holder.wait()
