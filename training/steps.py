@@ -128,11 +128,16 @@ class StepPieces:
         import torch
         from PIL import Image
 
+        from bench.metrics.preprocess import Preprocess
+
         cfg = self.config
         n = cfg.image_reg_batch_size
         start = ((step * cfg.gradient_accumulation_steps + micro) * self.accelerator.num_processes
                  + self.accelerator.process_index) * n
         h, w = (s * self.vae_factor for s in self.latent_shape[1:])
+        if h != w:
+            raise BenchError(f"image regularisation needs square images, but the student makes {w}x{h}")
+        square = Preprocess(size=w)
         images, captions = [], []
         for i in self.pair_order.indices(start, n):
             path, caption = self.pairs[i]
@@ -140,10 +145,8 @@ class StepPieces:
                 img = Image.open(path).convert("RGB")
             except OSError as exc:
                 raise BenchError(f"cannot read regularisation image {path}: {exc}") from None
-            side = min(img.size)
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side)).resize((w, h), Image.LANCZOS)
-            images.append(torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
+            pixels8 = square(img)  # the evaluation transform's centre crop and Lanczos resize
+            images.append(torch.from_numpy(pixels8.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1))
             captions.append(caption)
         pixels = torch.stack(images).to(self.accelerator.device, self.dtype)
         vae = self.models.vae
