@@ -76,6 +76,10 @@ def runs(tmp_path_factory):
     for name, weights_seed, seed in (("seed-0", 0, 0), ("seed-1", 1, 0), ("seed-0-noise-1", 0, 1)):
         session.evaluate("tiny", "smoke", method_args={"weights_seed": weights_seed}, limit=4, batch_size=2,
                          seed=seed, metrics=["paper_toy"], out=str(root), run_name=name)
+    from bench.cli import main
+
+    assert main(["latency", "--method", "tiny", "--device", "cpu", "--warmup", "0", "--iters", "1", "--repeats", "1",
+                 "--out", str(root / "latency" / "latency-sd-turbo.json")]) == 0
     sweep_dir = root / "sweep"
     sweep_dir.mkdir()
     points = [SweepPoint(lam, f"../{name}", load(root / name).metrics) for lam, name in ((0.0, "seed-1"),
@@ -139,6 +143,18 @@ def test_known_problems_and_both_instaflow_values_are_printed(report):
     assert "provenance not stated" in data.notice
 
 
+def test_latency_record_fills_table8_by_its_file_name(runs, report):
+    from bench.results import load_latency
+
+    record = load_latency(runs / "latency" / "latency-sd-turbo.json")
+    cells = _row((report / "table8.md").read_text(), "SD Turbo")
+    assert any(c.startswith(fmt(record.mean_ms / 1000, 3) + " †") for c in cells), cells
+    line = next(r for r in csv.DictReader((report / "table8.csv").open())
+                if r["row"] == "SD Turbo" and r["column"] == "inference_s")
+    assert float(line["measured"]) == record.mean_ms / 1000 and "(the paper: A100)" in line["not_comparable_because"]
+    assert (report / "latency.png").is_file() and (report / "latency.pdf").is_file()
+
+
 def test_other_runs_plots_grids_and_page(runs, report):
     own = (report / "own-runs.md").read_text()
     assert "seed-0-noise-1 (tiny on smoke)" in own and " paper" not in own.split("\n")[2]
@@ -152,6 +168,10 @@ def test_other_runs_plots_grids_and_page(runs, report):
         assert im.size == (LABEL_W + 4 * THUMB, HEADER_H + 2 * THUMB)
     with Image.open(report / "grid-seeds.png") as im:  # weights_seed 0 under noise seeds 0 and 1: one row of 2
         assert im.size == (LABEL_W + 2 * THUMB, HEADER_H + THUMB)
+    from bench.report.build import _caveat_for_sweeps
+    from bench.report.collect import collect
+
+    assert _caveat_for_sweeps(collect([runs]))  # the merge-curve figure carries the random-weights footnote
     page = (report / "index.html").read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert page.count("data:image/png;base64,") >= 5 and "Table 1" in page and "platform" in page
