@@ -44,7 +44,7 @@ class ReportCommand(Command):
     """The ``report`` sub-command."""
 
     help = "the paper's tables beside your runs: Markdown/LaTeX/CSV, plots, image grids, index.html"
-    description = __doc__.splitlines()[0].replace("``bench report``: ", "").capitalize()
+    description = "The paper's tables beside your measurements, figures, image grids and an HTML page."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_arguments(parser)

@@ -119,7 +119,8 @@ class ReproduceCommand(Command):
     """The ``reproduce`` sub-command."""
 
     help = "run what a paper table needs (or print the commands: --dry-run), then write its report"
-    description = __doc__.splitlines()[0].replace("``bench reproduce TABLE``: ", "").capitalize()
+    description = ("Run what a paper table needs (in one session, resumable; --dry-run prints the commands), "
+                   "then write its report.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_arguments(parser)
