@@ -9,3 +9,5 @@ def register_commands(register):
     register("run", "bench.commands.run_cmd:RunCommand", description="generate and evaluate")
     register("latency", "bench.commands.latency_cmd:LatencyCommand", description="paper-protocol latency")
     register("data", "bench.commands.data_cmd:DataCommand", description="download a suite's data")
+    register("report", "bench.commands.report_cmd:ReportCommand", description="paper tables beside your runs")
+    register("reproduce", "bench.commands.reproduce_cmd:ReproduceCommand", description="the runs of a paper table")

@@ -1,4 +1,4 @@
-"""The results table printed at the end of a run."""
+"""The results table printed at the end of a run (``from bench.report import results_table``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,129 @@
+"""``bench reproduce TABLE``: run what a paper table needs (in one session, resumable), then write its report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bench.commands.base import Command
+from bench.devices import DTYPES
+from bench.errors import BenchError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", nargs="?", help="table1 ... table9, swiftbrush-v1, swiftbrush-v1-cost (see --list)")
+    p.add_argument("--list", action="store_true", help="list the tables and the model ids that --map accepts")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands, run nothing")
+    p.add_argument("--out", default="runs", help="folder of the run directories (default: runs/)")
+    p.add_argument("--report", default="report", help="report folder written at the end (default: report/)")
+    p.add_argument("--models", default="models", help="folder of models trained here (default: models/)")
+    p.add_argument("--jdb", default=None, metavar="FILE", help="JourneyDB prompts for training commands")
+    p.add_argument("--laion", default=None, metavar="FILE", help="LAION prompts for training commands")
+    p.add_argument("--pairs", default=None, metavar="FILE", help="real image-text pairs (image regularisation)")
+    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--dtype", default=None, choices=list(DTYPES), help="generator precision (default: bench run's)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per generator call")
+    p.add_argument("--seed", type=int, default=None, help="noise seed")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts (not comparable)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="the suites' data (COCO root)")
+    p.add_argument("--prompts", default=None, metavar="PATH", help="replace the suite's prompts")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="image encoding threads")
+    p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's)")
+    p.add_argument("--metric-args", default=None, metavar="METRIC.K=V,...", help="options of metrics")
+    p.add_argument("--no-save-images", dest="save_images", action="store_false", help="keep only features")
+
+
+def _list() -> int:
+    from bench.report.data import paper
+
+    the_paper = paper()
+    for t in the_paper.tables:
+        print(f"{t.id:<20} {t.title}")
+    print("models (--map MODEL=RUN_DIR): " + ", ".join(the_paper.model_ids()))
+    return 0
+
+
+def _evaluate(session: Any, argv: list[str]) -> None:
+    """One ``bench run`` step in the shared session, its arguments parsed by the CLI's own parser."""
+    from bench.cli import build_parser
+    from bench.commands.run_cmd import parse_metric_args
+    from bench.options import parse_kv
+
+    a = build_parser().parse_args(argv)
+    suite_args = parse_kv(a.suite_args, "--suite-args")
+    suite_args.update({k: v for k, v in (("data_root", a.data_root), ("prompts", a.prompts)) if v is not None})
+    metrics = None if a.metrics is None else [m.strip() for m in a.metrics.split(",") if m.strip()]
+    if metrics == ["none"]:
+        metrics = []
+    session.evaluate(a.method, a.suite, method_args=parse_kv(a.method_args), suite_args=suite_args, metrics=metrics,
+                     metric_args=parse_metric_args(a.metric_args), out=a.out, run_name=a.run_name, limit=a.limit,
+                     batch_size=a.batch_size, seed=a.seed, dtype=a.dtype, save_images=a.save_images,
+                     workers=a.workers)
+
+
+def _finished(step: Any, limit: int | None) -> bool:
+    from pathlib import Path
+
+    from bench.results import load, load_latency
+
+    try:
+        if step.kind == "latency":
+            load_latency(step.fields["out"])
+            return True
+        done = load(Path(step.fields["out"]) / step.fields["run_name"])
+        return done.limit == limit and done.method == step.fields["method"]
+    except BenchError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list()
+    if not args.table:
+        raise BenchError("name a table, e.g. `python -m bench reproduce table1 --dry-run` (--list shows them)")
+    from bench.report.data import paper
+    from bench.report.reproduce import missing_models, plan
+
+    the_plan = plan(paper(), args.table, vars(args))
+    if args.dry_run:
+        print("\n".join(the_plan.lines()))
+        return 0
+    missing = missing_models(the_plan)
+    if missing:
+        raise BenchError(f"{args.table} needs models trained here; {missing[0]} is missing: run the training "
+                         f"commands of `python -m bench reproduce {args.table} --dry-run` first")
+    from bench.cli import build_parser
+    from bench.session import Session
+
+    session = Session(args.device or "auto")
+    for step in the_plan.steps:
+        if step.kind == "train":
+            continue
+        if _finished(step, args.limit):
+            print(f"reproduce: done already, skipped: {step.command()}")
+            continue
+        print(f"reproduce: {step.command()}", flush=True)
+        if step.kind == "run":
+            _evaluate(session, step.argv)
+        else:
+            parsed = build_parser().parse_args(step.argv)
+            parsed._command.run(parsed)
+    from bench.report.build import write_report
+
+    written = write_report([args.out], args.report, tables=[args.table])
+    print(written.summary())
+    return 0
+
+
+class ReproduceCommand(Command):
+    """The ``reproduce`` sub-command."""
+
+    help = "run what a paper table needs (or print the commands: --dry-run), then write its report"
+    description = ("Run what a paper table needs (in one session, resumable; --dry-run prints the commands), "
+                   "then write its report.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args)

@@ -1,0 +1,148 @@
+"""``bench reproduce TABLE``: the runs a paper table needs, as exact commands (``--dry-run``) or run in order.
+
+A public model's row becomes ``python -m bench run`` (and ``bench latency`` for timing tables) with the run
+name ``<suite>-<model id>``, which the report matches by name. A model trained here first lists its
+``python -m training`` commands (presets ``sbv2-a``, ``sbv2-b``, ``swiftbrush``; what differs from the paper
+is printed), then its evaluation with ``--method sbv2 --method-args weights=<models>/<model id>``. Rows whose
+model cannot be run here (StyleGAN-T, GigaGAN, ...) are listed as such.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.report.data import Model, Paper, Table
+from bench.report.match import LATENCY_MEASURES
+
+#: ``bench run`` options passed through unchanged (attribute name -> flag).
+RUN_OPTIONS = {"device": "--device", "dtype": "--dtype", "batch_size": "--batch-size", "seed": "--seed",
+               "limit": "--limit", "data_root": "--data-root", "prompts": "--prompts", "workers": "--workers",
+               "metrics": "--metrics", "metric_args": "--metric-args"}
+
+
+@dataclass
+class Step:
+    """One command: ``kind`` is ``train`` (python -m training), ``run`` or ``latency`` (python -m bench)."""
+
+    kind: str
+    model: str
+    argv: list[str]
+    #: For ``run``: the Session.evaluate arguments; for ``latency``: the output file.
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def command(self) -> str:
+        prog = "python -m training" if self.kind == "train" else "python -m bench"
+        return f"{prog} {shlex.join(self.argv)}"
+
+
+@dataclass
+class Plan:
+    table: Table
+    steps: list[Step]
+    notes: list[str]
+    report: list[str]
+
+    def lines(self) -> list[str]:
+        out = [f"# {self.table.id}: {self.table.title}"] + [f"# {n}" for n in self.notes]
+        out += [s.command() for s in self.steps]
+        return out + [f"python -m bench {shlex.join(self.report)}"]
+
+
+def _kv(args: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in args.items())
+
+
+def needs(table: Table, paper: Paper) -> list[str]:
+    """Suites and/or ``latency`` the table's measured columns need (or its ``reproduce`` list)."""
+    if table.reproduce:
+        return list(table.reproduce)
+    out = []
+    for col in table.measured_columns():
+        what = "latency" if col.measure in LATENCY_MEASURES else paper.protocol_of(table, col).get("suite")
+        if what and what not in out:
+            out.append(what)
+    return out
+
+
+def _train_steps(model: Model, paper: Paper, paths: Mapping[str, str], done: set[str]) -> list[Step]:
+    steps: list[Step] = []
+    for dep in model.needs:
+        steps += _train_steps(paper.models[dep], paper, paths, done)
+    if model.id in done:
+        return steps
+    done.add(model.id)
+    for text in model.train:
+        steps.append(Step("train", model.id, shlex.split(text.format(**paths))))
+    return steps
+
+
+def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
+    """The steps of ``table_id``. ``options``: out, report, models, jdb, laion, pairs and the RUN_OPTIONS."""
+    table = paper.table(table_id)
+    out, models_dir = str(options.get("out") or "runs"), str(options.get("models") or "models")
+    paths = {"models": models_dir, "jdb": options.get("jdb") or "prompts/journeydb.jsonl",
+             "laion": options.get("laion") or "prompts/laion.csv", "pairs": options.get("pairs") or "data/pairs.jsonl"}
+    passthrough = []
+    for attr, flag in RUN_OPTIONS.items():
+        if options.get(attr) is not None:
+            passthrough += [flag, str(options[attr])]
+    if options.get("save_images") is False:
+        passthrough.append("--no-save-images")
+    steps: list[Step] = []
+    notes: list[str] = []
+    trained: set[str] = set()
+    seen: set[str] = set()
+    for row in table.rows:
+        model = paper.models.get(row.model)
+        if model is None or model.method is None:
+            notes.append(f"{row.label}: no model runnable here (paper values only)")
+            continue
+        if model.id in seen:
+            continue
+        seen.add(model.id)
+        method_args = dict(model.method_args)
+        if model.trained:
+            steps += _train_steps(model, paper, paths, trained)
+            method_args = {"weights": f"{models_dir}/{model.id}", **method_args}
+            if model.differs:
+                notes.append(f"{model.id} ({row.label}): differs from the paper: {model.differs}")
+        elif model.differs:
+            notes.append(f"{model.id} ({row.label}): {model.differs}")
+        args_flag = ["--method-args", _kv(method_args)] if method_args else []
+        for what in needs(table, paper):
+            if what == "latency":
+                dest = f"{out}/latency/latency-{model.id}.json"
+                argv = ["latency", "--method", model.method, *args_flag, "--out", dest]
+                if options.get("device") is not None:
+                    argv += ["--device", str(options["device"])]
+                steps.append(Step("latency", model.id, argv, {"out": dest}))
+                continue
+            name = f"{what}-{model.id}"
+            argv = ["run", "--method", model.method, *args_flag, "--suite", what, "--out", out, "--run-name", name,
+                    *passthrough]
+            steps.append(Step("run", model.id, argv, {"method": model.method, "method_args": _kv(method_args),
+                                                      "suite": what, "out": out, "run_name": name}))
+    if trained:
+        notes.append(f"models trained here go to {models_dir}/; prompt files: {paths['jdb']} (JourneyDB), "
+                     f"{paths['laion']} (LAION), image pairs {paths['pairs']}; several GPUs: "
+                     "`accelerate launch --multi_gpu --num_processes 4 -m training distill ...`")
+    if table.reproduce == ("latency",) and any(c.measure == "fid" for c in table.columns):
+        notes.append("its FID column reads the coco30k runs of `python -m bench reproduce table3`")
+    report = ["report", "--runs", out, "--out", str(options.get("report") or "report"), "--tables", table.id]
+    return Plan(table, steps, notes, report)
+
+
+def missing_models(p: Plan) -> list[str]:
+    """Trained models whose weights directory is not there yet."""
+    dirs = {s.model: s.fields["method_args"] for s in p.steps if s.kind == "run"}
+    out = []
+    for s in p.steps:
+        if s.kind == "train" and s.model in dirs:
+            weights = dict(kv.split("=", 1) for kv in dirs[s.model].split(","))["weights"]
+            if not (Path(weights) / "bench_model.json").is_file() and weights not in out:
+                out.append(weights)
+    return out
