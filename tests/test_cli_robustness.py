@@ -83,6 +83,9 @@ def _bench_cases(p: dict[str, Path]) -> list[list[str]]:
         ["latency", "--method", "nope"], ["latency", "--method", "tiny", "--iters", "0"],
         ["latency", "--method", "tiny", "--batch-size", "-1"], ["latency", "--method", "tiny", "--warmup", "-1"],
         ["data", "nothing"], ["data", "coco", "--root", str(p["file"])],
+        ["report", "--runs", str(p["missing"])], ["report", "--runs", str(p["file"]), "--out", out],
+        ["report", str(p["binary"])], ["report", "--map", "=", "--runs", out], ["reproduce"],
+        ["reproduce", "table99"], ["reproduce", "table2"],
     ]
 
 
