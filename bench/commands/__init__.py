@@ -9,3 +9,4 @@ def register_commands(register):
     register("run", "bench.commands.run_cmd:RunCommand", description="generate and evaluate")
     register("latency", "bench.commands.latency_cmd:LatencyCommand", description="paper-protocol latency")
     register("data", "bench.commands.data_cmd:DataCommand", description="download a suite's data")
+    register("sweep-merge", "bench.commands.sweep_cmd:SweepMergeCommand", description="weight-merge sweep")

@@ -1,0 +1,1 @@
+"""Figures drawn from bench records (matplotlib, imported only when a plot is made)."""
