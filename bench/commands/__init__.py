@@ -10,3 +10,5 @@ def register_commands(register):
     register("latency", "bench.commands.latency_cmd:LatencyCommand", description="paper-protocol latency")
     register("data", "bench.commands.data_cmd:DataCommand", description="download a suite's data")
     register("sweep-merge", "bench.commands.sweep_cmd:SweepMergeCommand", description="weight-merge sweep")
+    register("interpolate", "bench.commands.interpolate_cmd:InterpolateCommand",
+             description="noise or prompt interpolation grid")
