@@ -101,7 +101,16 @@ def _differs(existing: Mapping[str, Any], identity: Mapping[str, Any]) -> list[s
     import json
 
     canon = lambda v: json.dumps(v, sort_keys=True, default=str)  # noqa: E731
-    return [k for k in IDENTITY if canon(existing.get(k)) != canon(identity.get(k))]
+    out = []
+    for key in IDENTITY:
+        old, new = existing.get(key), identity.get(key)
+        if canon(old) == canon(new):
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):  # name the part of a source that changed
+            out += [f"{key}.{k}" for k in sorted(set(old) | set(new)) if canon(old.get(k)) != canon(new.get(k))]
+        else:
+            out.append(key)
+    return out
 
 
 def open_sweep(path: Path, identity: Mapping[str, Any], overwrite: bool) -> None:
