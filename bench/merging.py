@@ -89,6 +89,11 @@ class Source:
                 "fingerprint": self.fingerprint, "components": self.component_hashes}
 
 
+def _copied(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a state whose tensors no later in-place load can change."""
+    return {k: v.detach().clone() if hasattr(v, "detach") else v for k, v in state.items()}
+
+
 def load_source(label: str, spec: str, device: Any) -> Source:
     """Build and load ``spec`` once in float32 on ``device``; copy its denoiser state (a LoRA adapter is fused)."""
     import torch
@@ -111,8 +116,8 @@ def load_source(label: str, spec: str, device: Any) -> Source:
 
         _, fused, _ = load_model(lora)
         gen.load_denoiser_state(fused)
-    state = {k: v.detach().clone() for k, v in gen.denoiser_state().items()}
-    components = gen.component_states()
+    state = _copied(gen.denoiser_state())
+    components = {name: _copied(part) for name, part in gen.component_states().items()}  # the host's change
     local = str(lora) if lora is not None else (weights if weights and Path(weights).is_dir() else None)
     return Source(label=label, spec=spec, method=method, method_args=dict(gen.args), generator=gen, state=state,
                   fingerprint=state_fingerprint(state), components=components,

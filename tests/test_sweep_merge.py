@@ -193,3 +193,27 @@ def test_lambda_grids_and_point_names():
     assert parse_lambdas("0.3,0,0.3") == [0.0, 0.3]
     assert parse_lambdas("0:0.3:0.1") == [0.0, 0.1, 0.2, 0.3]
     assert [point_name(v) for v in (0.5, 0.125, 1.0)] == ["lambda-0.50", "lambda-0.125", "lambda-1.00"]
+
+
+def test_components_choice_and_merged_components(one_thread):
+    from bench.errors import BenchError
+    from bench.merging import MergedGenerator, load_source, resolve_components
+    from bench.weights import interpolate_state_dicts
+
+    a, b = load_source("--a", "sbv2:size=tiny", "cpu"), load_source("--b", "sbv2:size=tiny,weights_seed=1", "cpu")
+    with pytest.raises(BenchError, match="different text_encoder, vae"):
+        resolve_components(a, b, "check")
+    assert [resolve_components(a, b, c) for c in ("a", "b", "merge")] == ["from a", "from b", "merged"]
+    original_te = {k: v.clone() for k, v in a.generator.text_encoder.state_dict().items()}
+    for lam in (0.5, 1.0):  # the second point must not start from the first point's merged networks
+        merged = MergedGenerator(a, b, lam, "merged")
+        merged.load(torch.device("cpu"), torch.float32)
+        expected_te = interpolate_state_dicts(original_te, b.components["text_encoder"], lam)
+        live = a.generator.text_encoder.state_dict()
+        assert all(torch.equal(live[k], expected_te[k]) for k in expected_te)
+        expected_unet = interpolate_state_dicts(a.state, b.state, lam)
+        assert all(torch.equal(a.generator.unet.state_dict()[k], v) for k, v in expected_unet.items())
+    from_b = MergedGenerator(a, b, 0.25, "from b")
+    from_b.load(torch.device("cpu"), torch.float32)
+    assert from_b.host is b.generator and from_b.describe()["merge"]["host"] == "b"
+    assert from_b.args["b_fingerprint"] == b.fingerprint and from_b.args["lambda"] == 0.25
