@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench.errors import BenchError
 from bench.options import Option, resolve_options
 
 STAGES = ("text_encoder", "denoiser", "decoder")
@@ -85,6 +86,23 @@ class Generator(ABC):
     def stages(self) -> dict[str, Callable[..., Any]]:
         """The stages in order, keyed by :data:`STAGES` names, for per-stage timing."""
         return {"text_encoder": self.encode_prompts, "denoiser": self.denoise, "decoder": self.decode}
+
+    # -- weights, for merging (``bench sweep-merge``) ---------------------------------------------------
+    def denoiser_state(self) -> dict[str, Any]:
+        """The loaded denoiser's tensors by name (the live ones: copy before changing them)."""
+        raise BenchError(f"method {self.name!r} cannot be merged: it does not expose its denoiser weights")
+
+    def load_denoiser_state(self, state: dict[str, Any]) -> None:
+        """Copy ``state`` (same keys and shapes) into the loaded denoiser, cast to its dtype."""
+        raise BenchError(f"method {self.name!r} cannot be merged: it does not expose its denoiser weights")
+
+    def component_states(self) -> dict[str, dict[str, Any]]:
+        """The other networks and settings (text encoder, decoder, scheduler config, ...) by component name."""
+        raise BenchError(f"method {self.name!r} cannot be merged: it does not expose its other components")
+
+    def load_component_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Copy the networks of ``states`` (as :meth:`component_states` gives them) into the loaded ones."""
+        raise BenchError(f"method {self.name!r} cannot be merged: it does not expose its other components")
 
     # -- provenance -------------------------------------------------------------------------------
     def input_paths(self) -> list[Path]:

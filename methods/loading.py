@@ -25,6 +25,8 @@ from methods.components import Components
 from methods.onestep import OneStepGenerator
 
 RANDOM = "random"
+#: Text whose token ids stand for the tokenizer when two models' components are compared.
+TOKENIZER_PROBE = "A photo of a cat reading a book, 4k, <|endoftext|> Ünïcödé 123"
 TAESD_REPO = "madebyollin/taesd"
 
 #: ``--method-args`` that every SD-style method accepts.
@@ -399,6 +401,23 @@ class SDOneStepGenerator(OneStepGenerator):
     def base(self) -> str | None:
         """Repository of the text encoder, tokenizer, VAE and scheduler (default: the weights' own)."""
         return self.args.get("base") or self.base_repo
+
+    # -- merging (bench sweep-merge): the UNet is the denoiser; tokenizer, text encoder, VAE, scheduler the rest
+    def denoiser_state(self) -> dict[str, Any]:
+        return dict(self.unet.state_dict())
+
+    def load_denoiser_state(self, state: dict[str, Any]) -> None:
+        self.unet.load_state_dict(state, strict=True)
+
+    def component_states(self) -> dict[str, dict[str, Any]]:
+        scheduler = {k: v for k, v in self.scheduler.config.items() if k == "_class_name" or not k.startswith("_")}
+        return {"text_encoder": dict(self.text_encoder.state_dict()), "vae": dict(self.vae.state_dict()),
+                "scheduler": scheduler, "tokenizer": {"probe": self.tokenize([TOKENIZER_PROBE])}}
+
+    def load_component_states(self, states: dict[str, dict[str, Any]]) -> None:
+        for name in ("text_encoder", "vae"):
+            if name in states:
+                getattr(self, name).load_state_dict(states[name], strict=True)
 
     def build_components(self) -> Components:
         self.built: Built = build_sd(

@@ -86,6 +86,14 @@ def _bench_cases(p: dict[str, Path]) -> list[list[str]]:
         ["report", "--runs", str(p["missing"])], ["report", "--runs", str(p["file"]), "--out", out],
         ["report", str(p["binary"])], ["report", "--map", "=", "--runs", out], ["reproduce"],
         ["reproduce", "table99"], ["reproduce", "table2"],
+        ["sweep-merge"], ["sweep-merge", "--a", "tiny", "--b", "tiny", "--suite", "smoke", "--out", out],
+        ["sweep-merge", "--a", f"sbv2:weights={p['missing']}", "--b", "sd-turbo:size=tiny", "--suite", "smoke"],
+        *(["sweep-merge", "--a", "sd-turbo:size=tiny", "--b", "sd-turbo:size=tiny", "--suite", "smoke",
+           "--lambdas", grid, "--out", out] for grid in ("nan", "1:0:0.1", ",", "0:1:0", "a,b")),
+        ["interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "x", "--steps", "0"],
+        ["interpolate", "--method", "tiny", "--mode", "prompt", "--prompt", "x"],
+        ["interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "x", "--seeds", "a,b"],
+        ["interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "x", "--out", str(p["file"])],
     ]
 
 

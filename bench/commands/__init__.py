@@ -11,3 +11,6 @@ def register_commands(register):
     register("data", "bench.commands.data_cmd:DataCommand", description="download a suite's data")
     register("report", "bench.commands.report_cmd:ReportCommand", description="paper tables beside your runs")
     register("reproduce", "bench.commands.reproduce_cmd:ReproduceCommand", description="the runs of a paper table")
+    register("sweep-merge", "bench.commands.sweep_cmd:SweepMergeCommand", description="weight-merge sweep")
+    register("interpolate", "bench.commands.interpolate_cmd:InterpolateCommand",
+             description="noise or prompt interpolation grid")

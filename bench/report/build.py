@@ -61,7 +61,10 @@ def write_report(paths: Sequence[str | Path], out: str | Path, mapping: Mapping[
 
     figures: list[Figure] = []
     if found.sweeps:
-        written.files += plots.plot_merge_curves(found.sweeps, out / "merge-curves", _caveat_for_sweeps(found))
+        from bench.plots.merge_curves import plot_merge_curves
+
+        drawn = plot_merge_curves(found.sweeps, out / "merge-curves", caveat=_caveat_for_sweeps(found))
+        written.files += [Path(f) for f in drawn["files"]]
         figures.append(Figure("Merge curves (Figs. 3 and 7)", out / "merge-curves.png",
                               f"{len(found.sweeps)} sweep(s): " + ", ".join(s.path for s in found.sweeps)))
     else:

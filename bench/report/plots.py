@@ -1,5 +1,6 @@
-"""The report's figures (matplotlib, Agg backend; each written as PNG and PDF): merge curves (Figs. 3 and 7),
-FID against CLIP score, precision against recall, and latency / throughput bars (Table 8).
+"""The report's figures (matplotlib, Agg backend; each written as PNG and PDF): FID against CLIP score,
+precision against recall, and latency / throughput bars (Table 8). Merge curves (Figs. 3 and 7) are drawn by
+:mod:`bench.plots.merge_curves`, the same figure ``sweep-merge`` writes.
 
 A figure with any run whose weights are not ``pretrained`` (random weights, tiny models) says so in a footnote.
 """
@@ -10,12 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.plots import CAVEAT
 from bench.report.collect import Latency
 from bench.results import Results
-from bench.sweep_record import SweepRecord
-
-CAVEAT = "Includes runs with random weights or toy models (weights != pretrained): not comparable to the paper."
-MERGE_KEYS = (("fid", "FID"), ("clip_score", "CLIP score"), ("precision", "Precision"), ("recall", "Recall"))
 
 
 def _pyplot() -> Any:
@@ -40,24 +38,6 @@ def _save(fig: Any, out_stem: Path, caveat: bool) -> list[Path]:
 
 def _label(run: Results) -> str:
     return Path(run.run_dir).name or run.method
-
-
-def plot_merge_curves(records: Sequence[SweepRecord], out_stem: Path, caveat: bool = False) -> list[Path]:
-    """FID, CLIP score, precision and recall against the interpolation weight lambda, one line per sweep
-    (lambda = 1 is model A). The one place merge curves are drawn, so it can be replaced as a whole."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(MERGE_KEYS), figsize=(3.2 * len(MERGE_KEYS), 3.0))
-    for ax, (key, title) in zip(axes, MERGE_KEYS, strict=True):
-        for rec in records:
-            lams, values = rec.curve(key)
-            if lams:
-                name = f"{rec.a.get('source', 'A')} | {rec.b.get('source', 'B')}"
-                ax.plot(lams, values, marker="o", label=name if len(name) < 60 else Path(rec.path).parent.name)
-        ax.set_title(title)
-        ax.set_xlabel("lambda (1 = A)")
-    axes[0].legend(fontsize=6)
-    fig.suptitle("Merge curves: theta = lambda A + (1 - lambda) B (Figs. 3 and 7)", fontsize=9)
-    return _save(fig, out_stem, caveat)
 
 
 def _scatter(runs: Sequence[Results], x: str, y: str, xlabel: str, ylabel: str, title: str,

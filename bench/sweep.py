@@ -1,0 +1,270 @@
+"""A merge sweep: one ordinary run directory per lambda, in one session, and the sweep's record.
+
+``<sweep>/lambda-0.50/`` is a run directory like ``bench run`` writes (resumable after a kill, identical numbers
+to an uninterrupted run); ``<sweep>/sweep.json`` (:mod:`bench.sweep_record`) says which sources, suite and grid it
+holds, and ``sweep.csv`` has one row per lambda. Running the same sweep again resumes it: finished points are
+verified and re-scored from their cached features without generating anything, a half-done point continues.
+A sweep directory that holds another sweep is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import BenchError
+from bench.sweep_record import CONVENTION, SWEEP_FILE, SweepPoint, SweepRecord, load_sweep
+
+if TYPE_CHECKING:
+    from bench.merging import Source
+    from bench.results import Results
+    from bench.session import Session
+
+DEFAULT_LAMBDAS = "0:1:0.1"
+CSV_FILE = "sweep.csv"
+#: sweep.json keys that say which sweep a directory holds.
+IDENTITY = ("a", "b", "suite", "suite_args", "seed", "limit", "components", "convention")
+
+
+def parse_lambdas(text: str | None) -> list[float]:
+    """``start:stop:step`` (stop included within float tolerance) or ``a,b,c``; sorted, without duplicates."""
+    text = (text or DEFAULT_LAMBDAS).strip()
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3:
+                raise ValueError("start:stop:step has three parts")
+            start, stop, step = parts
+            if not all(math.isfinite(v) for v in parts):
+                raise BenchError(f"--lambdas {text!r} has a value that is not a finite number")
+            if step <= 0:
+                raise BenchError(f"--lambdas {text!r}: the step must be positive")
+            count = math.floor((stop - start) / step + 1e-6) + 1
+            values = [round(start + i * step, 10) for i in range(max(0, count))]
+        else:
+            values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError as exc:
+        raise BenchError(f"--lambdas {text!r} is not start:stop:step or a comma list of numbers ({exc})") from None
+    if not values:
+        raise BenchError(f"--lambdas {text!r} gives no lambda; e.g. 0:1:0.1 or 0,0.5,1")
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise BenchError(f"--lambdas {text!r} has a value that is not a finite number ({bad[0]})")
+    return sorted(set(values))
+
+
+def point_name(lam: float) -> str:
+    """Run directory of a lambda: ``lambda-0.50`` (more digits when two decimals would not say it exactly)."""
+    text = f"{lam:.2f}" if abs(lam - round(lam, 2)) < 1e-12 else f"{lam:.6g}"
+    return f"lambda-{text}"
+
+
+def safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "sweep"
+    return "sweep" if set(name) <= {"."} else name
+
+
+@dataclass
+class SweepRequest:
+    """What ``python -m bench sweep-merge`` takes."""
+
+    a: str
+    b: str
+    suite: str
+    lambdas: list[float]
+    components: str = "check"
+    suite_args: dict[str, Any] = field(default_factory=dict)
+    metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: Sequence[str] | None = None
+    out: str = "sweeps"
+    sweep_name: str | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    seed: int = 0
+    dtype: str = "fp32"
+    overwrite: bool = False
+    save_images: bool = True
+    workers: int | None = None
+
+    def sweep_dir(self) -> Path:
+        return Path(self.out) / safe_name(self.sweep_name or f"{self.suite}-{self.a}-vs-{self.b}")
+
+
+def _differs(existing: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str]:
+    import json
+
+    canon = lambda v: json.dumps(v, sort_keys=True, default=str)  # noqa: E731
+    out = []
+    for key in IDENTITY:
+        old, new = existing.get(key), identity.get(key)
+        if canon(old) == canon(new):
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):  # name the part of a source that changed
+            out += [f"{key}.{k}" for k in sorted(set(old) | set(new)) if canon(old.get(k)) != canon(new.get(k))]
+        else:
+            out.append(key)
+    return out
+
+
+def open_sweep(path: Path, identity: Mapping[str, Any], overwrite: bool) -> None:
+    """Check that ``path`` holds nothing or this sweep (else refuse; ``overwrite`` clears it)."""
+    if path.exists() and not path.is_dir():
+        raise BenchError(f"sweep directory {path} is a file; choose another --sweep-name or --out")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    reason = None
+    if not (path / SWEEP_FILE).is_file():
+        reason = f"{path} is not empty and holds no {SWEEP_FILE}"
+    else:
+        try:
+            diff = _differs(load_sweep(path).to_dict(), identity)
+        except BenchError:
+            diff = ["sweep.json (unreadable)"]
+        if diff:
+            reason = f"{path} holds a different sweep ({', '.join(diff)} differ)"
+    if reason is None:
+        return
+    if not overwrite:
+        raise BenchError(f"{reason}; choose another --sweep-name, or pass --overwrite to replace it")
+    shutil.rmtree(path)
+
+
+def build_record(identity: Mapping[str, Any], lambdas: Sequence[float],
+                 results: Mapping[float, Results | None]) -> SweepRecord:
+    """The sweep record; points without results yet have no metrics."""
+    points, directions = [], {}
+    for lam in lambdas:
+        res = results.get(lam)
+        if res is None:
+            points.append(SweepPoint(lam, point_name(lam), {}))
+            continue
+        points.append(SweepPoint(lam, point_name(lam), dict(res.metrics), bool(res.comparable),
+                                 res.timing_s.get("total")))
+        for key in res.metrics:
+            direction = res.higher_is_better(key)
+            if direction is not None:
+                directions.setdefault(key, direction)
+    record = SweepRecord(a=dict(identity["a"]), b=dict(identity["b"]), suite=str(identity["suite"]), points=points,
+                         directions=directions, components=str(identity["components"]),
+                         suite_args=dict(identity["suite_args"]), seed=int(identity["seed"]),
+                         limit=identity["limit"], convention=CONVENTION)
+    record.best = best_point(record)
+    return record
+
+
+def best_key(keys: Sequence[str]) -> str | None:
+    """The metric that picks the best lambda: ``fid`` (the paper's choice), else the first ``*fid*`` key."""
+    if "fid" in keys:
+        return "fid"
+    return next((k for k in sorted(keys) if "fid" in k), None)
+
+
+def best_point(record: SweepRecord) -> dict[str, Any] | None:
+    keys = sorted({k for p in record.points for k in p.metrics})
+    key = best_key(keys)
+    if key is None:
+        return None
+    xs, ys = record.curve(key)
+    if not xs:
+        return None
+    higher = record.directions.get(key, False)
+    i = max(range(len(ys)), key=lambda j: ys[j]) if higher else min(range(len(ys)), key=lambda j: ys[j])
+    return {"by": key, "lambda": xs[i], "value": ys[i]}
+
+
+def csv_text(record: SweepRecord) -> str:
+    """``sweep.csv``: one row per lambda with every metric, the run directory and its seconds."""
+    keys = sorted({k for p in record.points for k in p.metrics})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["lambda", *keys, "run_dir", "seconds"])
+    for p in record.points:
+        writer.writerow([p.lam, *[p.metrics.get(k, "") for k in keys], p.run_dir,
+                         "" if p.seconds is None else p.seconds])
+    return buf.getvalue()
+
+
+def table(record: SweepRecord) -> str:
+    """The printed table: the convention, one row per lambda, the best lambda marked."""
+    keys = sorted({k for p in record.points for k in p.metrics})
+    arrows = {k: (" (+)" if record.directions[k] else " (-)") if k in record.directions else "" for k in keys}
+    header = ["lambda", *[k + arrows[k] for k in keys], "seconds"]
+    best = (record.best or {}).get("lambda")
+    rows = [[f"{p.lam:g}" + (" *" if p.lam == best else ""), *[f"{p.metrics[k]:.4g}" if k in p.metrics else "-"
+                                                             for k in keys],
+             "-" if p.seconds is None else f"{p.seconds:.1f}"] for p in record.points]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"{CONVENTION}; A = {record.a['source']}, B = {record.b['source']}; components {record.components}",
+             "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if record.best:
+        lines.append(f"* best by {record.best['by']}: lambda = {record.best['lambda']:g} "
+                     f"({record.best['value']:.4g}); (+) higher is better, (-) lower is better")
+    return "\n".join(lines)
+
+
+def write_outputs(path: Path, record: SweepRecord, plots: bool = True,
+                  compare: Sequence[SweepRecord] = (), caveat: bool = False) -> dict[str, Any]:
+    """sweep.json, sweep.csv and (``plots``) the curves, written atomically; returns what was plotted.
+    ``caveat``: some point ran with random weights (the figure says so)."""
+    from bench.store import atomic_write_bytes, atomic_write_json
+
+    atomic_write_json(path / SWEEP_FILE, record.to_dict())
+    atomic_write_bytes(path / CSV_FILE, csv_text(record).encode())
+    if not plots:
+        return {}
+    from bench.plots.merge_curves import plot_merge_curves
+
+    record.path = str(path / SWEEP_FILE)
+    return plot_merge_curves([record, *compare], path / "curves", caveat=caveat)
+
+
+def run_sweep(req: SweepRequest, session: Session, compare: Sequence[SweepRecord] = ()) -> SweepRecord | None:
+    """Evaluate every lambda of ``req`` in ``session``; the record (None on ranks other than the main one)."""
+    from bench.merging import MergedGenerator, check_same_architecture, load_source, resolve_components
+
+    dist = session.dist
+    sources: list[Source] = []
+    for label, spec in (("--a", req.a), ("--b", req.b)):
+        try:
+            sources.append(load_source(label, spec, session.device))
+        except BenchError as exc:
+            raise BenchError(f"{label} {spec}: {exc}") from None
+    a, b = sources
+    check_same_architecture(a, b)
+    components = resolve_components(a, b, req.components)
+    identity = {"a": a.record(), "b": b.record(), "suite": req.suite, "suite_args": req.suite_args,
+                "seed": req.seed, "limit": req.limit, "components": components, "convention": CONVENTION}
+    path = req.sweep_dir()
+    error = None
+    if dist.is_main:
+        try:
+            open_sweep(path, identity, req.overwrite)
+            path.mkdir(parents=True, exist_ok=True)
+            write_outputs(path, build_record(identity, req.lambdas, {}), plots=False)
+        except BenchError as exc:
+            error = str(exc)
+    dist.agree(error)
+
+    done: dict[float, Results | None] = {}
+    for lam in req.lambdas:
+        merged = MergedGenerator(a, b, lam, components)
+        options = dict(suite_args=req.suite_args, metrics=req.metrics, metric_args=req.metric_args, out=str(path),
+                       run_name=point_name(lam), limit=req.limit, batch_size=req.batch_size, seed=req.seed,
+                       dtype=req.dtype, overwrite=req.overwrite, save_images=req.save_images, workers=req.workers)
+        done[lam] = session.evaluate(merged, req.suite, **options)  # resumes: finished images are kept
+        if dist.is_main:
+            write_outputs(path, build_record(identity, req.lambdas, done), plots=False)
+    if not dist.is_main:
+        return None
+    record = build_record(identity, req.lambdas, done)
+    write_outputs(path, record, compare=compare, caveat=any(r.weights != "pretrained" for r in done.values()))
+    return record
+
