@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 
@@ -27,3 +28,15 @@ class Command(ABC):
     @abstractmethod
     def run(self, args: argparse.Namespace) -> int:
         """Do the work; return the exit status. User errors raise :class:`bench.errors.BenchError`."""
+
+
+def function_command(help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                     run: Callable[[argparse.Namespace], int], description: str | None = None) -> type[Command]:
+    """A :class:`Command` class made of a module's ``add_arguments(parser)`` and ``run(args)`` functions (how
+    the built-in commands are written); register the returned class like any other."""
+    return type("FunctionCommand", (Command,), {
+        "help": help, "description": description,
+        "add_arguments": lambda self, parser: add_arguments(parser),
+        "run": lambda self, args: run(args),
+        "__doc__": help,
+    })

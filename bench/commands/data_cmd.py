@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 
 DATASETS = ("coco", "hpsv2")
 
@@ -61,16 +61,10 @@ def _hpsv2(args: argparse.Namespace) -> int:
     return 0
 
 
-class DataCommand(Command):
-    """The ``data`` sub-command."""
-
-    help = "download the data of a suite (coco, hpsv2)"
-    description = ("Download, verify and unpack a suite's data. Interrupted downloads resume when "
-                   "the command is run again; files fetched by hand into the folder are verified "
-                   "and unpacked.")
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+DataCommand = function_command(
+    "download the data of a suite (coco, hpsv2)",
+    add_arguments, run,
+    description=("Download, verify and unpack a suite's data. Interrupted downloads resume when the "
+                 "command is run again; files fetched by hand into the folder are verified and "
+                 "unpacked."),
+)

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 from bench.options import parse_kv
@@ -127,14 +127,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class InterpolateCommand(Command):
-    """The ``interpolate`` sub-command."""
-
-    help = "images along a slerp between two noises or two prompts (paper Figs. 13 and 14)"
-    description = __doc__.splitlines()[0] if __doc__ else help
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+InterpolateCommand = function_command(
+    "images along a slerp between two noises or two prompts (paper Figs. 13 and 14)",
+    add_arguments, run,
+)

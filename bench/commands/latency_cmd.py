@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 from bench.options import parse_kv
@@ -180,15 +180,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class LatencyCommand(Command):
-    """The ``latency`` sub-command."""
-
-    help = "time one inference stage by stage (paper protocol), with peak memory"
-    description = ("Per-stage inference latency and peak memory under the paper's protocol (section 7.5): fp16 on "
-                   "CUDA, batch 1, 5 warm-up inferences, then 50 timed inferences repeated 10 times.")
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+LatencyCommand = function_command(
+    "time one inference stage by stage (paper protocol), with peak memory",
+    add_arguments, run,
+    description=("Per-stage inference latency and peak memory under the paper's protocol (section "
+                 "7.5): fp16 on CUDA, batch 1, 5 warm-up inferences, then 50 timed inferences repeated"
+                 " 10 times."),
+)

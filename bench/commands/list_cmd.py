@@ -6,7 +6,7 @@ import argparse
 import json
 
 from bench import plugins, profiles
-from bench.commands.base import Command
+from bench.commands.base import function_command
 
 CHOICES = ("methods", "suites", "metrics", "extractors", "commands", "plugins", "profiles")
 #: What ``bench list`` shows without an argument.
@@ -48,13 +48,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class ListCommand(Command):
-    """The ``list`` sub-command."""
-
-    help = "list registered methods, suites, metrics, feature extractors, commands or plug-ins"
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+ListCommand = function_command(
+    "list registered methods, suites, metrics, feature extractors, commands or plug-ins",
+    add_arguments, run,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 from bench.errors import BenchError
 
 
@@ -40,14 +40,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class ReportCommand(Command):
-    """The ``report`` sub-command."""
-
-    help = "the paper's tables beside your runs: Markdown/LaTeX/CSV, plots, image grids, index.html"
-    description = "The paper's tables beside your measurements, figures, image grids and an HTML page."
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+ReportCommand = function_command(
+    "the paper's tables beside your runs: Markdown/LaTeX/CSV, plots, image grids, index.html",
+    add_arguments, run,
+    description="The paper's tables beside your measurements, figures, image grids and an HTML page.",
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 
@@ -115,15 +115,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class ReproduceCommand(Command):
-    """The ``reproduce`` sub-command."""
-
-    help = "run what a paper table needs (or print the commands: --dry-run), then write its report"
-    description = ("Run what a paper table needs (in one session, resumable; --dry-run prints the commands), "
-                   "then write its report.")
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+ReproduceCommand = function_command(
+    "run what a paper table needs (or print the commands: --dry-run), then write its report",
+    add_arguments, run,
+    description=("Run what a paper table needs (in one session, resumable; --dry-run prints the "
+                 "commands), then write its report."),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 from bench.options import parse_kv
@@ -122,15 +122,9 @@ def time_budget(t: dict[str, float]) -> str:
     return f"  time: {', '.join(parts)}; total {t.get('total', 0.0):.1f}s"
 
 
-class RunCommand(Command):
-    """The ``run`` sub-command."""
-
-    help = "generate and evaluate (resumes when run again)"
-    description = ("Generate the suite's images with a method and compute its metrics. Running the "
-                   "same command again resumes in the same run directory.")
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+RunCommand = function_command(
+    "generate and evaluate (resumes when run again)",
+    add_arguments, run,
+    description=("Generate the suite's images with a method and compute its metrics. Running the same "
+                 "command again resumes in the same run directory."),
+)

@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from bench.commands.base import Command
+from bench.commands.base import function_command
 from bench.devices import DTYPES
 from bench.errors import BenchError
 from bench.options import parse_kv
@@ -138,15 +138,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class SweepMergeCommand(Command):
-    """The ``sweep-merge`` sub-command."""
-
-    help = "evaluate the weight merge of two models over a grid of lambdas (paper Figs. 3 and 7)"
-    description = ("theta = lambda * theta_A + (1 - lambda) * theta_B (lambda = 1 is A): one run directory per "
-                   "lambda in one session, sweep.json, sweep.csv and the curves. Re-running resumes the sweep.")
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser)
-
-    def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+SweepMergeCommand = function_command(
+    "evaluate the weight merge of two models over a grid of lambdas (paper Figs. 3 and 7)",
+    add_arguments, run,
+    description=("theta = lambda * theta_A + (1 - lambda) * theta_B (lambda = 1 is A): one run "
+                 "directory per lambda in one session, sweep.json, sweep.csv and the curves. Re-"
+                 "running resumes the sweep."),
+)
