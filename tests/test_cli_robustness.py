@@ -195,3 +195,25 @@ def test_second_run_into_a_busy_run_directory_stops_with_one_line(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_replaced_weights_under_the_same_path_are_a_different_run(tmp_path, one_thread):
+    """The run's identity is the content of what it read: a student replaced under the same path is refused,
+    not silently reported under the old model's numbers."""
+    from methods.components import build_tiny_components
+    from methods.model_card import write_model_card
+
+    student = tmp_path / "student"
+    build_tiny_components(seed=3).unet.save_pretrained(student, safe_serialization=True)
+    write_model_card(student, base="tiny", base_seed=3)
+    argv = ["run", "--method", "sbv2", "--method-args", f"weights={student}", "--suite", "smoke", "--limit", "2",
+            "--metrics", "none", "--device", "cpu", "--out", str(tmp_path / "runs")]
+    _check("bench", argv, 0)
+    run_dir = tmp_path / "runs" / "smoke-sbv2"
+    before = json.loads((run_dir / "config.json").read_text())
+    assert before["inputs"]["files"][str(student.resolve())]["files"] == 3
+    _check("bench", argv, 0)  # unchanged: resumes
+    build_tiny_components(seed=4).unet.save_pretrained(student, safe_serialization=True)
+    line = _check("bench", argv, 2)
+    assert "different inputs" in line
+    assert json.loads((run_dir / "config.json").read_text()) == before, "the finished run is kept as it was"
