@@ -426,9 +426,16 @@ class _ManifoldMetric(Metric):
         "weights": WEIGHTS_OPTION,
         "seed": Option(0, int, help="seed of random weights"),
         "k": Option(3, int),
-        "features": Option("inception", str, FEATURE_CHOICES,
-                           "inception: the pool3 features FID uses (no second pass); vgg16: fc2, as the original paper"),
+        "features": Option("inception", str, None,
+                           "any registered feature network (`bench list extractors`): inception, the pool3 features "
+                           "FID uses (no second pass); vgg16: fc2, as the original paper; dinov2, ..."),
     }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        from bench import plugins
+
+        plugins.current().extractors.get(self.args["features"])  # an unknown name: one line with a did-you-mean
 
     def spec(self) -> FeatureSpec:
         return FeatureSpec(self.args["features"], {"weights": self.args["weights"], "seed": self.args["seed"]})
@@ -442,7 +449,7 @@ class _ManifoldMetric(Metric):
 
     def _describe(self, real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
         names = {"inception": "inception-v3 pool3 (2048-d)", "vgg16": "vgg16 fc2 (4096-d)"}
-        return self._info(k=self.args["k"], features=names[self.args["features"]], n_reference=len(real),
+        return self._info(k=self.args["k"], features=names.get(self.args["features"], self.args["features"]), n_reference=len(real),
                           n_generated=len(fake))
 
 

@@ -1,0 +1,121 @@
+"""Distribution distances on other feature networks than Inception: FD_DINOv2 (Stein et al. 2023, dgm-eval) and
+CMMD (Jayasumana et al. 2024, google-research/cmmd).
+
+* ``fd_dinov2``: the Frechet distance (as FID) between DINOv2 ViT-L/14 CLS features of generated and reference
+  images, with dgm-eval's preprocessing (:class:`~bench.metrics.hf_extractors.Dinov2Extractor`). Images are
+  centre-cropped to a square first (``crop=false``: dgm-eval's plain resize of the whole image, which
+  stretches non-square reference photos); generated square images are unaffected.
+* ``cmmd``: MMD^2 with a Gaussian kernel (sigma = 10) between L2-normalised CLIP ViT-L/14 embeddings at 336 px
+  (``openai/clip-vit-large-patch14-336``), x 1000, with cmmd's estimator: the plain means of the three kernel
+  matrices, diagonals included (a biased V-statistic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.preprocess import Preprocess
+from bench.options import Option
+
+CMMD_SIGMA = 10.0
+CMMD_SCALE = 1000.0
+#: Rows per kernel tile (float64 tiles of TILE x TILE).
+TILE = 2048
+
+SIZE_OPTION = Option("full", str, ("full", "tiny"), "tiny: a toy-size network of the same family (random weights)")
+
+
+def _kernel_mean(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
+    """Mean of exp(-gamma ||x_i - y_j||^2) over all pairs, in tiles."""
+    xs, ys = (x * x).sum(1), (y * y).sum(1)
+    total = 0.0
+    for i in range(0, len(x), TILE):
+        for j in range(0, len(y), TILE):
+            d2 = xs[i : i + TILE, None] + ys[None, j : j + TILE] - 2.0 * (x[i : i + TILE] @ y[j : j + TILE].T)
+            total += float(np.exp(-gamma * np.maximum(d2, 0.0)).sum())
+    return total / (len(x) * len(y))
+
+
+_KYY: dict[int, tuple[np.ndarray, float]] = {}
+
+
+def cmmd(generated: Any, reference: Any, sigma: float = CMMD_SIGMA, scale: float = CMMD_SCALE) -> float:
+    """CMMD between embedding sets (rows, as given: normalise them first), as google-research/cmmd computes it:
+    ``scale * (mean K_xx + mean K_yy - 2 mean K_xy)`` with K = exp(-||a - b||^2 / (2 sigma^2))."""
+    x = np.asarray(generated, np.float64)
+    y = np.asarray(reference, np.float64)
+    gamma = 1.0 / (2.0 * sigma**2)
+    memo = _KYY.get(id(reference))
+    if memo is not None and memo[0] is reference:
+        kyy = memo[1]
+    else:
+        kyy = _kernel_mean(y, y, gamma)
+        _KYY.clear()
+        _KYY[id(reference)] = (reference, kyy)
+    return float(scale * (_kernel_mean(x, x, gamma) + kyy - 2.0 * _kernel_mean(x, y, gamma)))
+
+
+def _transform(crop: bool) -> Preprocess:
+    """The evaluation transform of these networks: the image at its own resolution, centre-cropped or not (the
+    network resizes it itself)."""
+    return Preprocess(size=None, center_crop=crop)
+
+
+class FDDinov2(Metric):
+    """Frechet distance between DINOv2 ViT-L/14 features of generated and reference images (dgm-eval)."""
+
+    name = "fd_dinov2"
+    keys = ("fd_dinov2",)
+    higher_is_better = {"fd_dinov2": False}
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int), "arch": Option("vitl14", str),
+               "size": SIZE_OPTION, "crop": Option(True, bool, help="centre crop to a square before the resize")}
+
+    def spec(self) -> FeatureSpec:
+        opts = {"weights": self.args["weights"], "seed": self.args["seed"], "arch": self.args["arch"],
+                "size": self.args["size"]}
+        return FeatureSpec("dinov2", opts, transform=_transform(self.args["crop"]))
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        from bench.metrics.fid import frechet_to_reference
+
+        spec = self.spec()
+        gen = ctx.image_features(spec, "generated")
+        ref = ctx.image_features(spec, "reference")
+        value = frechet_to_reference(gen, ref, {**spec.extractor_spec(), "crop": self.args["crop"]})
+        return MetricResult({"fd_dinov2": value}, self._info(
+            features=f"DINOv2 {self.args['arch']} CLS token (dgm-eval preprocessing)", n_generated=len(gen),
+            n_reference=len(ref)))
+
+
+class CMMD(Metric):
+    """CMMD: Gaussian-kernel MMD between CLIP ViT-L/14-336 embeddings, x 1000 (google-research/cmmd)."""
+
+    name = "cmmd"
+    keys = ("cmmd",)
+    higher_is_better = {"cmmd": False}
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int),
+               "repo": Option("openai/clip-vit-large-patch14-336", str), "size": SIZE_OPTION,
+               "crop": Option(True, bool, help="centre crop to a square before the resize")}
+
+    def spec(self) -> FeatureSpec:
+        opts = {"weights": self.args["weights"], "seed": self.args["seed"], "repo": self.args["repo"],
+                "resize": "cmmd", "size": self.args["size"]}
+        return FeatureSpec("hf_clip", opts, transform=_transform(self.args["crop"]))
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        spec = self.spec()
+        gen = ctx.image_features(spec, "generated")
+        ref = ctx.image_features(spec, "reference")
+        return MetricResult({"cmmd": cmmd(gen, ref)}, self._info(
+            features=f"CLIP {self.args['repo']} image embeddings, L2-normalised", sigma=CMMD_SIGMA,
+            scale=CMMD_SCALE, estimator="biased (diagonals included), as google-research/cmmd",
+            n_generated=len(gen), n_reference=len(ref)))
