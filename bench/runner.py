@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import plugins
+from bench.bootstrap import Recording, attach_interval
 from bench.errors import BenchError
 from bench.feature_cache import GeneratedFeatures
 from bench.features import FeatureStore, Network, chunks, default_workers
@@ -67,6 +68,9 @@ class RunRequest:
     overwrite: bool = False
     save_images: bool = True
     workers: int | None = None
+    #: Bootstrap replicates of every metric's 95% interval (0: none) and the seed of their draws.
+    bootstrap: int = 200
+    bootstrap_seed: int = 0
 
     def run_dir(self) -> Path:
         name = self.run_name or f"{self.suite}-{self.method}"
@@ -305,7 +309,7 @@ class Run:
                workers: int) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         fs = FeatureStore(self.session, self.store, self.suite, self.items, self.req.batch_size, timings=timings,
                           workers=workers, rows=rows)
-        ctx = _Context(fs, self.items, self.generator)
+        ctx = Recording(_Context(fs, self.items, self.generator))
         values: dict[str, float] = {}
         info: dict[str, Any] = {}
         for metric in self.metrics:
@@ -322,6 +326,8 @@ class Run:
             directions = {keys[k]: d for k in result.values if (d := metric.direction(k)) is not None}
             info[metric.name] = {**result.info, "comparable": result.comparable, "seconds": round(elapsed, 3),
                                  "higher_is_better": directions}
+            attach_interval(info[metric.name], metric, ctx, result.values, keys, self.req.bootstrap,
+                            self.req.bootstrap_seed)
         return values, info, fs.reference_info
 
     def _results(self, config: dict[str, Any], values: dict[str, float], info: dict[str, Any],

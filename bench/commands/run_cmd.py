@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in the run dir")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="threads for encoding, writing and resizing images (default: the CPU count, at most 8)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                   help="bootstrap replicates of each metric's 95%% interval, on cached features (0: none; default 200)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the bootstrap draws")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
 
 
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         save_images=args.save_images,
         workers=args.workers,
+        bootstrap=args.bootstrap,
+        bootstrap_seed=args.bootstrap_seed,
     )
     from bench import distributed
     from bench.session import Session

@@ -106,6 +106,10 @@ class Metric(ABC):
     needs_reference: ClassVar[bool] = True
     #: Direction of each output key: True when a larger value is better.
     higher_is_better: ClassVar[dict[str, bool]] = {}
+    #: Whether the engine gives the metric a 95% bootstrap interval (:mod:`bench.bootstrap`), and what it
+    #: resamples: generated ``"sample"``s, or whole ``"group"``s (prompts).
+    bootstrap: ClassVar[bool] = True
+    bootstrap_unit: ClassVar[str] = "sample"
 
     def __init__(self, **options: Any) -> None:
         self.args = resolve_options("metric", self.name or type(self).__name__, self.options, options)

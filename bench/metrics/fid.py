@@ -195,6 +195,7 @@ class KID(_InceptionMetric):
     name = "kid"
     keys = ("kid",)
     higher_is_better = {"kid": False}
+    bootstrap = False  # reports its own spread over subsets / splits
     options = {**_InceptionMetric.options, "subsets": Option(100, int), "subset_size": Option(1000, int),
                "subset_seed": Option(0, int, help="seed of the subset draws")}
 
@@ -216,6 +217,7 @@ class InceptionScore(_InceptionMetric):
     keys = ("inception_score",)
     needs_reference = False
     higher_is_better = {"inception_score": True}
+    bootstrap = False  # reports its own spread over subsets / splits
     options = {**_InceptionMetric.options, "splits": Option(10, int)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:

@@ -1,0 +1,107 @@
+"""Bootstrap intervals: the resampled-context contract, percentiles checked by hand, group resampling, FID's
+reused reference, text features from the recording, and the smoke run's results.json and table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.bootstrap import Recording, draws, intervals
+from bench.metrics.base import FeatureSpec, Metric, MetricResult
+
+
+class Ctx:
+    def __init__(self, gen: np.ndarray, ref: np.ndarray | None = None, groups: list[str] | None = None) -> None:
+        self.feats = {"generated": gen, "reference": ref}
+        self.prompts = [f"p{i}" for i in range(len(gen))]
+        self.groups, self.generator, self.device = groups, None, "cpu"
+        self.text_calls = 0
+
+    def image_features(self, spec: Any, which: str) -> np.ndarray:
+        return self.feats[which]
+
+    def text_features(self, spec: Any, texts: list[str]) -> np.ndarray:
+        self.text_calls += 1
+        return np.array([[float(t[1:])] for t in texts])
+
+    def extractor(self, spec: Any) -> Any:
+        return None
+
+
+SPEC = FeatureSpec("toy", {"weights": "random"})
+
+
+class Mean(Metric):
+    keys = ("mean", "text")
+
+    def compute(self, ctx: Any) -> MetricResult:
+        gen = ctx.image_features(SPEC, "generated")
+        txt = ctx.text_features(SPEC, list(ctx.prompts))
+        return MetricResult({"mean": float(gen.mean()), "text": float(txt.mean())})
+
+
+def test_percentile_interval_by_hand():
+    gen = np.random.default_rng(0).normal(size=(40, 1))
+    ctx = Ctx(gen)
+    rec = Recording(ctx)
+    values = Mean().compute(rec).values
+    got = intervals(Mean(), rec, values, b=50, seed=3)
+    means = [gen[idx].mean() for idx, _ in draws(40, None, "sample", 50, 3)]
+    assert got["ci95"]["mean"] == pytest.approx([np.percentile(means, 2.5), np.percentile(means, 97.5)])
+    # text features of resampled prompts come from the recording: no new text pass, same rows as the samples
+    texts = [np.mean([float(i) for i in idx]) for idx, _ in draws(40, None, "sample", 50, 3)]
+    assert got["ci95"]["text"] == pytest.approx([np.percentile(texts, 2.5), np.percentile(texts, 97.5)])
+    assert ctx.text_calls == 1
+    assert got["bootstrap"] == {**got["bootstrap"], "B": 50, "seed": 3, "unit": "sample", "method": "percentile"}
+    assert intervals(Mean(), rec, values, b=50, seed=3)["ci95"] == got["ci95"]  # seeded
+    assert intervals(Mean(), rec, values, b=50, seed=4)["ci95"] != got["ci95"]
+
+
+def test_opt_out_and_zero_replicates():
+    class NoBoot(Mean):
+        bootstrap = False
+
+    rec = Recording(Ctx(np.ones((5, 1))))
+    assert intervals(NoBoot(), rec, {"mean": 1.0}, b=10) is None
+    assert intervals(Mean(), rec, {"mean": 1.0}, b=0) is None
+
+
+def test_group_draws_keep_whole_groups_and_relabel():
+    groups = ["a", "a", "b", "b", "b", "c"]
+    for idx, labels in draws(6, groups, "group", 20, 0):
+        assert len(set(labels)) == 3  # three groups drawn, each with its own label even when repeated
+        for lab in set(labels):
+            members = idx[[i for i, x in enumerate(labels) if x == lab]]
+            assert sorted(members) == [i for i, g in enumerate(groups) if g == lab.split("#")[0]]
+
+
+def test_fid_replicates_reuse_the_reference_and_equal_direct_fid():
+    from bench.metrics import fid as fidmod
+
+    rng = np.random.default_rng(1)
+    gen, ref = rng.normal(size=(60, 8)), rng.normal(size=(70, 8)) + 0.2
+    spec = {"kind": "toy"}
+    want = fidmod.frechet_distance(*fidmod.feature_statistics(gen), *fidmod.feature_statistics(ref))
+    assert fidmod.frechet_to_reference(gen, ref, spec) == pytest.approx(want, rel=1e-9)
+    first = fidmod._REFERENCE["entry"][2]
+    idx = rng.integers(0, 60, 60)
+    want = fidmod.frechet_distance(*fidmod.feature_statistics(gen[idx]), *fidmod.feature_statistics(ref))
+    assert fidmod.frechet_to_reference(gen[idx], ref, spec) == pytest.approx(want, rel=1e-9)
+    assert fidmod._REFERENCE["entry"][2] is first  # the reference square root was computed once
+
+
+def test_smoke_run_has_intervals_and_the_table_shows_them(smoke_run):
+    from bench.report import _fmt, results_table
+
+    res = smoke_run["results"]
+    info = res["metric_info"]
+    lo, hi = info["fid"]["ci95"]["fid"]
+    assert lo <= hi and info["fid"]["bootstrap"]["B"] == 200
+    for key in ("precision", "recall"):
+        assert key in info["precision_recall"]["ci95"]
+    assert "ci95" not in info["latency"]
+    assert set(info["hps"]["ci95"]) >= {"hps"}
+    table = results_table(res)
+    assert "95% CI" in table and f"[{_fmt(lo)}, {_fmt(hi)}]" in table
