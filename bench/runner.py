@@ -43,6 +43,7 @@ from bench.sink import Sink
 from bench.store import RunStore
 from bench.suites.base import Suite
 from bench.timing import StageTimer, Timings
+from bench.trained_on import flag as flag_trained_on
 
 if TYPE_CHECKING:
     from bench.session import Session
@@ -242,6 +243,7 @@ class Run:
             rows = self.store.compact()
         flags = [rows[it.index].get("flag") for it in self.items]
         values, info, reference = self._score(rows, timings, workers)
+        flag_trained_on(info, self.metrics, config["generator"])
         results = self._results(config, values, info, reference, flags, generated, resumed, timings,
                                 time.perf_counter() - t0)
         self.store.write_results(results.to_dict())
