@@ -8,35 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import FeatureContext as Context
+from helpers import noisy_images as images
 
 from bench.errors import BenchError
 from bench.metrics.distribution import CMMD, FDDinov2, cmmd
 from bench.metrics.extractors import build_extractor
-
-
-class Context:
-    """Generated and reference images through the project's extractors (no run directory)."""
-
-    def __init__(self, gen: np.ndarray, ref: np.ndarray) -> None:
-        self.images = {"generated": gen, "reference": ref}
-        self.prompts, self.groups, self.generator, self.device = [""] * len(gen), None, None, "cpu"
-        self.built: dict[str, Any] = {}
-
-    def extractor(self, spec: Any) -> Any:
-        ext = build_extractor(spec)
-        return self.built.setdefault(ext.key(), ext)
-
-    def image_features(self, spec: Any, which: str) -> np.ndarray:
-        from bench.features import features_in_batches
-
-        imgs = np.stack([spec.transform(im) for im in self.images[which]])
-        return features_in_batches(self.extractor(spec), imgs)
-
-
-def images(n: int, h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (n, 1, 1, 3))
-    return np.clip(base + rng.normal(0, 50, (n, h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def tiny_dinov2() -> Any:

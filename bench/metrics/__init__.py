@@ -25,6 +25,8 @@ def register_metrics(register):
     register("cmmd", "bench.metrics.distribution:CMMD",
              description="CMMD: Gaussian MMD on CLIP ViT-L/14-336 embeddings x 1000 (google-research/cmmd)",
              keys=["cmmd"])
+    register("pickscore", "bench.metrics.reward:PickScore",
+             description="PickScore v1: logit_scale x cosine of a CLIP-H reward model", keys=["pickscore"])
     register("diversity", "bench.metrics.diversity:Diversity",
              description="per-prompt Vendi score and mean pairwise cosine distance (DINOv2)",
              keys=["vendi", "pairwise_distance"])

@@ -172,7 +172,7 @@ class HFClipExtractor(_HFExtractor):
             raise BenchError(f"hf_clip resize must be 'cmmd' or 'processor', not {resize!r}")
         super().__init__(weights=weights, seed=seed, size=size, repo=repo, processor=processor or repo,
                          resize=resize)
-        self.logit_scale = 1.0
+        self._logit_scale = 1.0
 
     def build(self) -> Any:
         from transformers import CLIPModel
@@ -194,8 +194,14 @@ class HFClipExtractor(_HFExtractor):
             self._tokenize = lambda texts: hf_tok(list(texts), padding="max_length", truncation=True, max_length=77,
                                                   return_tensors="pt")["input_ids"]
         self.input_size = int(model.config.vision_config.image_size)
-        self.logit_scale = float(model.logit_scale.detach().exp())
+        self._logit_scale = float(model.logit_scale.detach().exp())
         return model.eval().to(self._device())
+
+    @property
+    def logit_scale(self) -> float:
+        """``logit_scale.exp()`` of the model (built if needed)."""
+        self.model  # noqa: B018
+        return self._logit_scale
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """float32 (3, S, S), CLIP-normalised (S: the model's input size)."""
@@ -206,11 +212,11 @@ class HFClipExtractor(_HFExtractor):
         from PIL import Image
 
         img = Image.fromarray(np.ascontiguousarray(image))
-        w, h = img.size
-        scale = s / min(w, h)
-        img = img.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BICUBIC)
-        w, h = img.size
-        left, top = int(round((w - s) / 2.0)), int(round((h - s) / 2.0))
+        w, h = img.size  # CLIPImageProcessor: shortest edge to s, the other int(s * long / short), then crop
+        size = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+        if img.size != size:
+            img = img.resize(size, Image.BICUBIC)
+        left, top = (size[0] - s) // 2, (size[1] - s) // 2
         return pil_to_normalized_array(img.crop((left, top, left + s, top + s)), CLIP_MEAN, CLIP_STD)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
