@@ -64,58 +64,68 @@ def _transform(crop: bool) -> Preprocess:
     return Preprocess(size=None, center_crop=crop)
 
 
-class FDDinov2(Metric):
+class _TwoSetMetric(Metric):
+    """A distance between generated and reference features of one network with its own transform."""
+
+    #: The registered extractor and its options beyond weights, seed and size.
+    extractor = ""
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int), "size": SIZE_OPTION,
+               "crop": Option(True, bool, help="centre crop to a square before the resize")}
+
+    def extractor_options(self) -> dict[str, Any]:
+        return {}
+
+    def spec(self) -> FeatureSpec:
+        opts = {"weights": self.args["weights"], "seed": self.args["seed"], "size": self.args["size"],
+                **self.extractor_options()}
+        return FeatureSpec(self.extractor, opts, transform=_transform(self.args["crop"]))
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
+
+    def features(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray]:
+        """(generated, reference) feature rows."""
+        spec = self.spec()
+        return ctx.image_features(spec, "generated"), ctx.image_features(spec, "reference")
+
+    def result(self, value: float, gen: np.ndarray, ref: np.ndarray, **info: Any) -> MetricResult:
+        return MetricResult({self.keys[0]: value}, self._info(n_generated=len(gen), n_reference=len(ref), **info))
+
+
+class FDDinov2(_TwoSetMetric):
     """Frechet distance between DINOv2 ViT-L/14 features of generated and reference images (dgm-eval)."""
 
     name = "fd_dinov2"
     keys = ("fd_dinov2",)
     higher_is_better = {"fd_dinov2": False}
-    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int), "arch": Option("vitl14", str),
-               "size": SIZE_OPTION, "crop": Option(True, bool, help="centre crop to a square before the resize")}
+    extractor = "dinov2"
+    options = {**_TwoSetMetric.options, "arch": Option("vitl14", str)}
 
-    def spec(self) -> FeatureSpec:
-        opts = {"weights": self.args["weights"], "seed": self.args["seed"], "arch": self.args["arch"],
-                "size": self.args["size"]}
-        return FeatureSpec("dinov2", opts, transform=_transform(self.args["crop"]))
-
-    def feature_specs(self) -> list[FeatureSpec]:
-        return [self.spec()]
+    def extractor_options(self) -> dict[str, Any]:
+        return {"arch": self.args["arch"]}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         from bench.metrics.fid import frechet_to_reference
 
-        spec = self.spec()
-        gen = ctx.image_features(spec, "generated")
-        ref = ctx.image_features(spec, "reference")
-        value = frechet_to_reference(gen, ref, {**spec.extractor_spec(), "crop": self.args["crop"]})
-        return MetricResult({"fd_dinov2": value}, self._info(
-            features=f"DINOv2 {self.args['arch']} CLS token (dgm-eval preprocessing)", n_generated=len(gen),
-            n_reference=len(ref)))
+        gen, ref = self.features(ctx)
+        value = frechet_to_reference(gen, ref, {**self.spec().extractor_spec(), "crop": self.args["crop"]})
+        return self.result(value, gen, ref, features=f"DINOv2 {self.args['arch']} CLS token (dgm-eval preprocessing)")
 
 
-class CMMD(Metric):
+class CMMD(_TwoSetMetric):
     """CMMD: Gaussian-kernel MMD between CLIP ViT-L/14-336 embeddings, x 1000 (google-research/cmmd)."""
 
     name = "cmmd"
     keys = ("cmmd",)
     higher_is_better = {"cmmd": False}
-    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int),
-               "repo": Option("openai/clip-vit-large-patch14-336", str), "size": SIZE_OPTION,
-               "crop": Option(True, bool, help="centre crop to a square before the resize")}
+    extractor = "hf_clip"
+    options = {**_TwoSetMetric.options, "repo": Option("openai/clip-vit-large-patch14-336", str)}
 
-    def spec(self) -> FeatureSpec:
-        opts = {"weights": self.args["weights"], "seed": self.args["seed"], "repo": self.args["repo"],
-                "resize": "cmmd", "size": self.args["size"]}
-        return FeatureSpec("hf_clip", opts, transform=_transform(self.args["crop"]))
-
-    def feature_specs(self) -> list[FeatureSpec]:
-        return [self.spec()]
+    def extractor_options(self) -> dict[str, Any]:
+        return {"repo": self.args["repo"], "resize": "cmmd"}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
-        spec = self.spec()
-        gen = ctx.image_features(spec, "generated")
-        ref = ctx.image_features(spec, "reference")
-        return MetricResult({"cmmd": cmmd(gen, ref)}, self._info(
-            features=f"CLIP {self.args['repo']} image embeddings, L2-normalised", sigma=CMMD_SIGMA,
-            scale=CMMD_SCALE, estimator="biased (diagonals included), as google-research/cmmd",
-            n_generated=len(gen), n_reference=len(ref)))
+        gen, ref = self.features(ctx)
+        return self.result(cmmd(gen, ref), gen, ref, features=f"CLIP {self.args['repo']} image embeddings, "
+                           "L2-normalised", sigma=CMMD_SIGMA, scale=CMMD_SCALE,
+                           estimator="biased (diagonals included), as google-research/cmmd")
