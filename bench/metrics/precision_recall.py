@@ -449,7 +449,8 @@ class _ManifoldMetric(Metric):
 
     def _describe(self, real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
         names = {"inception": "inception-v3 pool3 (2048-d)", "vgg16": "vgg16 fc2 (4096-d)"}
-        return self._info(k=self.args["k"], features=names.get(self.args["features"], self.args["features"]), n_reference=len(real),
+        feats = names.get(self.args["features"], self.args["features"])
+        return self._info(k=self.args["k"], features=feats, n_reference=len(real),
                           n_generated=len(fake))
 
 
