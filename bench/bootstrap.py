@@ -10,6 +10,8 @@ output key is the 2.5 and 97.5 percentiles of its ``B`` replicate values (percen
   already report their own spread over subsets / splits).
 * ``bootstrap_unit = "group"`` resamples whole groups (prompts) instead of samples, each drawn group relabelled
   so that a group drawn twice counts twice (the diversity metrics, whose values are per-prompt means).
+* A metric may compute all replicates at once instead: ``bootstrap_values(ctx, draws)`` -> one values dict per
+  draw (``draws``: (sample indices, group labels) pairs); CMMD does, with one pass over its kernel matrices.
 * Cost: FID's replicates reuse the reference statistics and their square root (:func:`bench.metrics.fid.
   frechet_to_reference`), leaving one covariance and one eigenvalue problem per replicate; see the README.
 """
@@ -112,8 +114,11 @@ def intervals(metric: Any, rec: Recording, values: dict[str, float], b: int = DE
     unit = getattr(metric, "bootstrap_unit", "sample")
     start = time.perf_counter()
     reps: dict[str, list[float]] = {k: [] for k in values}
-    for idx, groups in draws(n, rec.base.groups, unit, b, seed):
-        got = metric.compute(Resampled(rec, idx, groups)).values
+    drawn = draws(n, rec.base.groups, unit, b, seed)
+    batch = getattr(metric, "bootstrap_values", None)
+    results = batch(rec, drawn) if batch is not None else (
+        metric.compute(Resampled(rec, idx, groups)).values for idx, groups in drawn)
+    for got in results:
         for k in reps:
             if k in got and np.isfinite(got[k]):
                 reps[k].append(float(got[k]))

@@ -105,3 +105,21 @@ def test_smoke_run_has_intervals_and_the_table_shows_them(smoke_run):
     assert set(info["hps"]["ci95"]) >= {"hps"}
     table = results_table(res)
     assert "95% CI" in table and f"[{_fmt(lo)}, {_fmt(hi)}]" in table
+
+
+def test_cmmd_batch_replicates_equal_one_compute_per_resample(monkeypatch):
+    import bench.metrics.distribution as dist
+    from bench.bootstrap import Resampled
+
+    monkeypatch.setattr(dist, "TILE", 7)
+    rng = np.random.default_rng(5)
+    gen, ref = rng.normal(size=(23, 6)), rng.normal(size=(19, 6)) + 0.4
+    metric = dist.CMMD(weights="random", size="tiny")
+    metric.features = lambda ctx: (ctx.image_features(None, "generated"), ctx.image_features(None, "reference"))
+    rec = Recording(Ctx(gen, ref))
+    drawn = draws(23, None, "sample", 6, 1)
+    batch = metric.bootstrap_values(rec, drawn)
+    one_by_one = [metric.compute(Resampled(rec, idx, g)).values for idx, g in drawn]
+    assert [b["cmmd"] for b in batch] == pytest.approx([o["cmmd"] for o in one_by_one], rel=1e-9)
+    got = intervals(metric, rec, metric.compute(rec).values, b=6, seed=1)["ci95"]["cmmd"]
+    assert got == pytest.approx([np.percentile([b["cmmd"] for b in batch], q) for q in (2.5, 97.5)])
