@@ -29,17 +29,6 @@ TILE = 2048
 SIZE_OPTION = Option("full", str, ("full", "tiny"), "tiny: a toy-size network of the same family (random weights)")
 
 
-def _kernel_mean(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
-    """Mean of exp(-gamma ||x_i - y_j||^2) over all pairs, in tiles."""
-    xs, ys = (x * x).sum(1), (y * y).sum(1)
-    total = 0.0
-    for i in range(0, len(x), TILE):
-        for j in range(0, len(y), TILE):
-            d2 = xs[i : i + TILE, None] + ys[None, j : j + TILE] - 2.0 * (x[i : i + TILE] @ y[j : j + TILE].T)
-            total += float(np.exp(-gamma * np.maximum(d2, 0.0)).sum())
-    return total / (len(x) * len(y))
-
-
 def _kernel_apply(x: np.ndarray, y: np.ndarray, gamma: float, w: np.ndarray) -> np.ndarray:
     """K(x, y) @ w for the Gaussian kernel, in tiles (K is never held whole); ``w``: (len(y), B)."""
     xs, ys = (x * x).sum(1), (y * y).sum(1)
@@ -49,6 +38,11 @@ def _kernel_apply(x: np.ndarray, y: np.ndarray, gamma: float, w: np.ndarray) -> 
             d2 = xs[i : i + TILE, None] + ys[None, j : j + TILE] - 2.0 * (x[i : i + TILE] @ y[j : j + TILE].T)
             out[i : i + TILE] += np.exp(-gamma * np.maximum(d2, 0.0)) @ w[j : j + TILE]
     return out
+
+
+def _kernel_mean(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
+    """Mean of exp(-gamma ||x_i - y_j||^2) over all pairs."""
+    return float(_kernel_apply(x, y, gamma, np.ones((len(y), 1))).sum()) / (len(x) * len(y))
 
 
 _KYY: dict[int, tuple[np.ndarray, float]] = {}
