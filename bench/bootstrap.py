@@ -35,9 +35,17 @@ class Recording:
     def __init__(self, ctx: Any) -> None:
         self.base = ctx
         self.texts: dict[str, dict[str, np.ndarray]] = {}
+        self.images: dict[tuple[str, str], np.ndarray] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.base, name)
+
+    def image_features(self, spec: Any, which: str) -> np.ndarray:
+        """The run's features, asked of the run once per (network, which): replicates reuse them."""
+        key = (_spec_key(spec), which)
+        if key not in self.images:
+            self.images[key] = self.base.image_features(spec, which)
+        return self.images[key]
 
     def text_features(self, spec: Any, texts: Sequence[str]) -> np.ndarray:
         feats = self.base.text_features(spec, texts)
@@ -48,10 +56,13 @@ class Recording:
 
 
 def _spec_key(spec: Any) -> str:
+    """Everything a feature spec's features depend on: the network and its options, and its own transform."""
     import json
 
-    raw = spec.extractor_spec() if hasattr(spec, "extractor_spec") else dict(spec)
-    return json.dumps(raw, sort_keys=True, default=str)
+    if spec is None or not hasattr(spec, "extractor_spec"):
+        return json.dumps(spec, sort_keys=True, default=str)
+    transform = spec.transform.as_dict() if spec.transform is not None else None
+    return json.dumps([spec.extractor_spec(), transform], sort_keys=True, default=str)
 
 
 class Resampled:
@@ -74,7 +85,7 @@ class Resampled:
         return self.rec.base.extractor(spec)
 
     def image_features(self, spec: Any, which: str) -> np.ndarray:
-        feats = self.rec.base.image_features(spec, which)
+        feats = self.rec.image_features(spec, which)
         return feats[self.idx] if which == "generated" else feats
 
     def text_features(self, spec: Any, texts: Sequence[str]) -> np.ndarray:

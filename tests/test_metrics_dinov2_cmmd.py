@@ -164,3 +164,28 @@ def test_unknown_dinov2_arch_and_tiny_pretrained_are_rejected():
         build_extractor({"kind": "dinov2", "arch": "vitl16"})
     with pytest.raises(BenchError, match="only with weights=random"):
         build_extractor({"kind": "dinov2", "size": "tiny"})
+
+
+def test_engine_streams_and_caches_the_new_networks(tmp_path, one_thread):
+    """fd_dinov2, cmmd and pickscore in one smoke run: features streamed, reference features cached and reused
+    by a second run, intervals attached."""
+    import json
+
+    from bench.cli import main
+
+    args = ["run", "--method", "tiny", "--suite", "smoke", "--limit", "4", "--metrics", "fd_dinov2,cmmd,pickscore",
+            "--metric-args", "fd_dinov2.weights=random,fd_dinov2.size=tiny,cmmd.weights=random,cmmd.size=tiny,"
+            "pickscore.weights=random,pickscore.size=tiny", "--device", "cpu", "--bootstrap", "10"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "smoke-tiny" / "results.json").read_text())
+    assert {"fd_dinov2", "cmmd", "pickscore"} <= set(first["metrics"])
+    assert all(np.isfinite(first["metrics"][k]) for k in ("fd_dinov2", "cmmd", "pickscore"))
+    refs = first["reference_features"]
+    assert any(k.startswith("dinov2-") for k in refs) and any(k.startswith("hf_clip-") for k in refs)
+    assert not any(v["cached"] for v in refs.values())
+    assert (tmp_path / "a" / "smoke-tiny" / "features").is_dir()
+    assert set(first["metric_info"]["cmmd"]["ci95"]) == {"cmmd"}
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    second = json.loads((tmp_path / "b" / "smoke-tiny" / "results.json").read_text())
+    assert all(v["cached"] for v in second["reference_features"].values())
+    assert second["metrics"]["fd_dinov2"] == pytest.approx(first["metrics"]["fd_dinov2"], rel=1e-9)
