@@ -78,12 +78,14 @@ class Diversity(Metric):
         plugins.current().extractors.get(self.args["features"])
 
     def spec(self) -> FeatureSpec:
-        opts: dict[str, Any] = {"weights": self.args["weights"], "seed": self.args["seed"]}
-        if self.args["size"] != "full":
-            opts["size"] = self.args["size"]
         from bench.metrics.distribution import _transform
 
-        own = self.args["features"] in ("dinov2", "hf_clip")
+        opts: dict[str, Any] = {"weights": self.args["weights"], "seed": self.args["seed"]}
+        own = self.args["features"] in ("dinov2", "hf_clip")  # networks that resize the image themselves
+        if self.args["size"] != "full":
+            if not own:
+                raise BenchError(f"diversity: size={self.args['size']} exists only for features=dinov2 or hf_clip")
+            opts["size"] = self.args["size"]
         return FeatureSpec(self.args["features"], opts, transform=_transform(True) if own else None)
 
     def feature_specs(self) -> list[FeatureSpec]:
