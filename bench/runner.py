@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import plugins
+from bench.bootstrap import Recording, attach_interval
 from bench.errors import BenchError
 from bench.feature_cache import GeneratedFeatures
 from bench.features import FeatureStore, Network, chunks, default_workers
@@ -42,6 +43,7 @@ from bench.sink import Sink
 from bench.store import RunStore
 from bench.suites.base import Suite
 from bench.timing import StageTimer, Timings
+from bench.trained_on import flag as flag_trained_on
 
 if TYPE_CHECKING:
     from bench.session import Session
@@ -73,6 +75,9 @@ class RunRequest:
     overwrite: bool = False
     save_images: bool = True
     workers: int | None = None
+    #: Bootstrap replicates of every metric's 95% interval (0: none) and the seed of their draws.
+    bootstrap: int = 200
+    bootstrap_seed: int = 0
 
     def run_dir(self) -> Path:
         if self.run_name is not None and not RUN_NAME.fullmatch(self.run_name):
@@ -276,6 +281,7 @@ class Run:
             rows = self.store.compact()
         flags = [rows[it.index].get("flag") for it in self.items]
         values, info, reference = self._score(rows, timings, workers)
+        flag_trained_on(info, self.metrics, config["generator"])
         results = self._results(config, values, info, reference, flags, generated, resumed, timings,
                                 time.perf_counter() - t0)
         self.store.write_results(results.to_dict())
@@ -343,7 +349,7 @@ class Run:
                workers: int) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         fs = FeatureStore(self.session, self.store, self.suite, self.items, self.req.batch_size, timings=timings,
                           workers=workers, rows=rows)
-        ctx = _Context(fs, self.items, self.generator)
+        ctx = Recording(_Context(fs, self.items, self.generator))
         values: dict[str, float] = {}
         info: dict[str, Any] = {}
         for metric in self.metrics:
@@ -360,6 +366,8 @@ class Run:
             directions = {keys[k]: d for k in result.values if (d := metric.direction(k)) is not None}
             info[metric.name] = {**result.info, "comparable": result.comparable, "seconds": round(elapsed, 3),
                                  "higher_is_better": directions}
+            attach_interval(info[metric.name], metric, ctx, result.values, keys, self.req.bootstrap,
+                            self.req.bootstrap_seed)
         return values, info, fs.reference_info
 
     def _results(self, config: dict[str, Any], values: dict[str, float], info: dict[str, Any],

@@ -93,7 +93,7 @@ class Session:
                  metric_args: Mapping[str, Mapping[str, Any]] | None = None, out: str = "runs",
                  run_name: str | None = None, limit: int | None = None, batch_size: int = 8, seed: int = 0,
                  dtype: str = "fp32", overwrite: bool = False, save_images: bool = True,
-                 workers: int | None = None) -> Results | None:
+                 workers: int | None = None, bootstrap: int = 200, bootstrap_seed: int = 0) -> Results | None:
         """Generate ``suite``'s images with ``generator`` and score them; the run's :class:`~bench.results.Results`
         (None on ranks other than the main one of a multi-process job).
 
@@ -121,7 +121,8 @@ class Session:
             method_args=dict(method_args or {}), suite_args=dict(suite_args or {}),
             metric_args={k: dict(v) for k, v in (metric_args or {}).items()}, out=str(out), run_name=run_name,
             limit=limit, batch_size=batch_size, seed=seed, device=self.device_name, dtype=dtype,
-            metrics=metrics, overwrite=overwrite, save_images=save_images, workers=workers)
+            metrics=metrics, overwrite=overwrite, save_images=save_images, workers=workers, bootstrap=bootstrap,
+            bootstrap_seed=bootstrap_seed)
         return Run(request, self, generator=gen_obj, suite=suite_obj).execute()
 
 

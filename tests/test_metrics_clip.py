@@ -169,9 +169,15 @@ def test_hps_equals_the_hpsv2_scoring_path(hps_checkpoint):
     assert result.info["version"] == "v2.0" and result.info["transform"] == "hps"
 
 
-def test_hps_equals_the_hpsv2_package_when_installed(hps_checkpoint):
-    """With ``hpsv2`` importable: its own score() on the same checkpoint and image files."""
-    pytest.importorskip("hpsv2.img_score")
+@pytest.mark.parametrize("version", ["v2.0", "v2.1"])
+def test_hps_equals_the_hpsv2_package_when_installed(hps_checkpoint, version):
+    """With ``hpsv2`` importable: its own score() on the same checkpoint and image files, for both versions'
+    scoring calls (each with its own random-weight checkpoint). ``tox -e hpsv2`` installs hpsv2 1.2.0 and sets
+    BENCH_REQUIRE_HPSV2=1, which turns the skip into a failure."""
+    import os
+
+    if os.environ.get("BENCH_REQUIRE_HPSV2") != "1":
+        pytest.importorskip("hpsv2.img_score")
     import hpsv2.img_score as img_score
     from hpsv2.src.open_clip import create_model_and_transforms
     from hpsv2.src.open_clip import factory as hfactory
@@ -181,17 +187,23 @@ def test_hps_equals_the_hpsv2_package_when_installed(hps_checkpoint):
     model, _, preprocess_val = create_model_and_transforms(TINY, None, precision="amp", device="cpu",
                                                            light_augmentation=True, output_dict=True)
     img_score.model_dict.update(model=model, preprocess_val=preprocess_val)
+    if version == "v2.1":  # another checkpoint: every weight moved again
+        state = torch.load(hps_checkpoint, weights_only=True)["state_dict"]
+        torch.save({"state_dict": {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+                                   for k, v in state.items()}}, hps_checkpoint)
     imgs = images(4, 48, 80, 3)
     prompts = PROMPTS[:4]
     theirs = []
     for i, (img, prompt) in enumerate(zip(imgs, prompts, strict=True)):
         path = f"{hps_checkpoint}.{i}.jpg"
         Image.fromarray(img).save(path)
-        theirs.append(100 * float(img_score.score(path, prompt, cp=hps_checkpoint)[0]))
+        theirs.append(100 * float(img_score.score(path, prompt, cp=hps_checkpoint, hps_version=version)[0]))
         with Image.open(path) as im:
             imgs[i] = np.asarray(im.convert("RGB"))
-    result = HPS(weights="pretrained", model=TINY, checkpoint=hps_checkpoint).compute(Context(imgs, prompts))
+    result = HPS(weights="pretrained", model=TINY, checkpoint=hps_checkpoint, version=version).compute(
+        Context(imgs, prompts))
     assert result.values["hps"] == pytest.approx(np.mean(theirs), abs=1e-4)
+    assert result.info["version"] == version
 
 
 def test_hps_checkpoint_must_fit_the_model(tmp_path):

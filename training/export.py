@@ -150,6 +150,18 @@ def load_lora_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]
     return fused_lora_student(config, load_file(str(d / LORA_WEIGHTS)))
 
 
+def training_losses(config: TrainConfig) -> list[dict[str, Any]]:
+    """The networks the student was trained against beyond its teacher (read by bench to flag metrics that
+    score with the same network)."""
+    out: list[dict[str, Any]] = []
+    if config.clip_loss:
+        out.append({"loss": "clip", "network": "open_clip", "model": config.clip_model,
+                    "pretrained": config.clip_pretrained})
+    if config.hps_loss:
+        out.append({"loss": "hps", "network": "hps", "model": "ViT-H-14", "checkpoint": config.hps_checkpoint})
+    return out
+
+
 def export_student(
     config: TrainConfig,
     trained: dict[str, Any],
@@ -183,6 +195,7 @@ def export_student(
         "scheme": "B" if config.student_mode == "lora" else "A",
         "preset": config.preset,
         "dtype": config.export_dtype,
+        "losses": training_losses(config),
         **meta,
     }
     if config.student_mode == "lora":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from bench.commands.base import function_command
 from bench.devices import DTYPES
@@ -24,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="images per generator call; samples are generated in fixed chunks of this size, so keep it "
                         "when resuming for bit-identical images (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="noise seed; sample i's noise depends only on (seed, i)")
+    p.add_argument("--seeds", default=None, metavar="A,B,...",
+                   help="run once per seed (<run>-seed<k>) and write mean and spread to <run>-seeds/results_seeds.json")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="generator precision (default: fp32)")
     p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's; none: only generate)")
@@ -37,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in the run dir")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="threads for encoding, writing and resizing images (default: the CPU count, at most 8)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                   help="bootstrap replicates of each metric's 95%% interval, on cached features (0: none; default 200)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the bootstrap draws")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
 
 
@@ -52,10 +58,9 @@ def parse_metric_args(text: str) -> dict[str, dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from bench.report import results_table
     from bench.runner import Run, RunRequest
+    from bench.seeds import parse_seeds, run_seeds
 
     metrics = None
     if args.metrics is not None:
@@ -88,12 +93,17 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         save_images=args.save_images,
         workers=args.workers,
+        bootstrap=args.bootstrap,
+        bootstrap_seed=args.bootstrap_seed,
     )
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     from bench import distributed
     from bench.session import Session
 
     try:
         session = Session(args.device, dist=distributed.init(args.device))
+        if seeds is not None:
+            return _print_seeds(run_seeds(request, session, seeds), args.json)
         results = Run(request, session).execute()
     finally:
         distributed.shutdown()
@@ -101,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(results.to_dict(), indent=2, default=str) if args.json else results_table(results) + "\n"
           + time_budget(results.timing_s))
+    return 0
+
+
+def _print_seeds(combined: dict | None, as_json: bool) -> int:
+    from bench.seeds import seeds_table
+
+    if combined is not None:
+        print(json.dumps(combined, indent=2) if as_json else seeds_table(combined) + f"\n  written: {combined['path']}")
     return 0
 
 

@@ -20,6 +20,16 @@ def register_metrics(register):
     register("hps", "bench.metrics.hps:HPS", description="HPSv2 human preference score (x100)", keys=["hps"])
     register("latency", "bench.metrics.latency:Latency", description="batch-1 latency in the run",
              keys=["latency_ms"])
+    register("fd_dinov2", "bench.metrics.distribution:FDDinov2",
+             description="Frechet distance on DINOv2 ViT-L/14 features (dgm-eval)", keys=["fd_dinov2"])
+    register("cmmd", "bench.metrics.distribution:CMMD",
+             description="CMMD: Gaussian MMD on CLIP ViT-L/14-336 embeddings x 1000 (google-research/cmmd)",
+             keys=["cmmd"])
+    register("pickscore", "bench.metrics.reward:PickScore",
+             description="PickScore v1: logit_scale x cosine of a CLIP-H reward model", keys=["pickscore"])
+    register("diversity", "bench.metrics.diversity:Diversity",
+             description="per-prompt Vendi score and mean pairwise cosine distance (DINOv2)",
+             keys=["vendi", "pairwise_distance"])
 
 
 @hookimpl
@@ -31,3 +41,7 @@ def register_feature_extractors(register):
     register("vgg16", "bench.metrics.extractors:VGG16Extractor", description="VGG-16 fc2, 4096-d (torchvision)")
     register("clip", "bench.metrics.extractors:ClipExtractor",
              description="open_clip image and text towers (CLIP score, HPS)")
+    register("dinov2", "bench.metrics.hf_extractors:Dinov2Extractor",
+             description="DINOv2 CLS token (ViT-L/14 1024-d by default; dgm-eval preprocessing, transformers port)")
+    register("hf_clip", "bench.metrics.hf_extractors:HFClipExtractor",
+             description="transformers CLIPModel image and text embeddings (CMMD's ViT-L/14-336, PickScore)")

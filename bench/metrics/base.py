@@ -106,6 +106,10 @@ class Metric(ABC):
     needs_reference: ClassVar[bool] = True
     #: Direction of each output key: True when a larger value is better.
     higher_is_better: ClassVar[dict[str, bool]] = {}
+    #: Whether the engine gives the metric a 95% bootstrap interval (:mod:`bench.bootstrap`), and what it
+    #: resamples: generated ``"sample"``s, or whole ``"group"``s (prompts).
+    bootstrap: ClassVar[bool] = True
+    bootstrap_unit: ClassVar[str] = "sample"
 
     def __init__(self, **options: Any) -> None:
         self.args = resolve_options("metric", self.name or type(self).__name__, self.options, options)
@@ -117,6 +121,12 @@ class Metric(ABC):
     @abstractmethod
     def compute(self, ctx: MetricContext) -> MetricResult:
         """Compute the metric's values."""
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> Sequence[dict[str, float]] | None:
+        """All bootstrap replicates at once, one values dict per draw (``draws``: (generated sample indices,
+        group labels) pairs, see :func:`bench.bootstrap.draws`), for metrics that can do it much faster than
+        :meth:`compute` on each resampled context; None (the default) lets the engine do the latter."""
+        return None
 
     def direction(self, key: str) -> bool | None:
         """:attr:`higher_is_better` of an output key (``hps/anime`` reads ``hps``); None when undeclared."""

@@ -128,6 +128,37 @@ def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -
     return mu, sigma
 
 
+class FrechetReference:
+    """A reference Gaussian with its covariance's square root computed once: :meth:`distance` to another
+    Gaussian then needs one symmetric eigenvalue problem (what makes bootstrap replicates cheap)."""
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray) -> None:
+        self.mu, self.sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+        self.root = _psd_sqrt(self.sigma)
+
+    def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:
+        """As :func:`frechet_distance` (``mu``, ``sigma``; this reference)."""
+        eig = np.linalg.eigvalsh(self.root @ np.asarray(sigma, np.float64) @ self.root)
+        diff = np.asarray(mu, np.float64) - self.mu
+        return float(diff @ diff + np.trace(sigma) + np.trace(self.sigma) - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+_REFERENCE: dict[str, Any] = {}
+
+
+def frechet_to_reference(gen: np.ndarray, ref: np.ndarray, extractor_spec: dict[str, Any]) -> float:
+    """Frechet distance between generated and reference features. Reference statistics are cached on disk
+    (:func:`reference_statistics`) and, with their square root, in memory for the same array object, so
+    repeated calls against one reference (bootstrap replicates) cost one covariance and one eigenproblem."""
+    if min(len(gen), len(ref)) * 2 <= gen.shape[1]:  # few samples: the n x n form is exact and far cheaper
+        return frechet_distance_from_features(gen, ref)
+    memo = _REFERENCE.get("entry")
+    if memo is None or memo[0] is not ref or memo[1] != extractor_spec:
+        memo = (ref, dict(extractor_spec), FrechetReference(*reference_statistics(ref, extractor_spec)))
+        _REFERENCE["entry"] = memo
+    return memo[2].distance(*feature_statistics(gen))
+
+
 class _InceptionMetric(Metric):
     options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, help="seed of random weights", minimum=0)}
 
@@ -149,10 +180,7 @@ class FID(_InceptionMetric):
         spec = self.spec()
         gen = ctx.image_features(spec, "generated")
         ref = ctx.image_features(spec, "reference")
-        if min(len(gen), len(ref)) * 2 <= gen.shape[1]:  # few samples: the n x n form is exact and far cheaper
-            value = frechet_distance_from_features(gen, ref)
-        else:
-            value = frechet_distance(*feature_statistics(gen), *reference_statistics(ref, spec.extractor_spec()))
+        value = frechet_to_reference(gen, ref, spec.extractor_spec())
         return MetricResult({"fid": value}, self._info(features="inception-v3 pool3 (clean-fid, clean mode)",
                                                       n_generated=len(gen), n_reference=len(ref)))
 
@@ -163,7 +191,9 @@ class KID(_InceptionMetric):
     name = "kid"
     keys = ("kid",)
     higher_is_better = {"kid": False}
-    options = {**_InceptionMetric.options, "subsets": Option(100, int, minimum=1), "subset_size": Option(1000, int, minimum=2),
+    bootstrap = False  # reports its own spread over subsets / splits
+    options = {**_InceptionMetric.options, "subsets": Option(100, int, minimum=1),
+               "subset_size": Option(1000, int, minimum=2),
                "subset_seed": Option(0, int, help="seed of the subset draws", minimum=0)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
@@ -189,6 +219,7 @@ class InceptionScore(_InceptionMetric):
     keys = ("inception_score",)
     needs_reference = False
     higher_is_better = {"inception_score": True}
+    bootstrap = False  # reports its own spread over subsets / splits
     options = {**_InceptionMetric.options, "splits": Option(10, int, minimum=1),
                "variant": Option("bench", str, ("bench", "torch-fidelity"), "bench: FID's features; torch-fidelity: "
                                  "fidelity --isc (TF1 resize, shuffled with seed 2020)")}

@@ -13,6 +13,7 @@ class Latency(Metric):
     keys = ("latency_ms",)
     needs_reference = False
     higher_is_better = {"latency_ms": False}
+    bootstrap = False  # a timing of the generator, not a mean over the evaluated samples
     options = {"warmup": Option(5, int, minimum=0), "iters": Option(50, int, minimum=1),
                "repeats": Option(1, int, minimum=1)}
 

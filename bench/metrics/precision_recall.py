@@ -22,6 +22,7 @@ memory is a float32 copy of the features (none when they are float32 already) pl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -364,10 +365,10 @@ def precision_recall(real: Any, fake: Any, k: int = 3, *, device: Any = None,
     return {"precision": float(prec.mean()), "recall": float(rec.mean())}
 
 
-def density_coverage(real: Any, fake: Any, k: int = 5, *, device: Any = None,
-                     block: int | None = None) -> dict[str, float]:
-    """Density: count of (fake, real) pairs with the fake strictly inside the real ball, over k * n_fake;
-    coverage: share of real samples whose nearest fake sample lies strictly inside their ball."""
+def density_coverage_counts(real: Any, fake: Any, k: int = 5, *, device: Any = None,
+                            block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample terms: (for each fake sample, the number of real balls it lies strictly inside; for each real
+    sample, whether its nearest fake sample lies strictly inside its ball)."""
     torch = _torch()
     with _full_precision():
         P = _Prepared(real, fake, device, block)
@@ -403,7 +404,15 @@ def density_coverage(real: Any, fake: Any, k: int = 5, *, device: Any = None,
                         return _exact_sq_dist(R, i0 + i, F, j0 + j) < nr.exact(i0 + i)
 
                     cov[i0 + unsure] |= _any_exact(unsure, S[unsure], err[unsure], True, inside)
-        return {"density": float(count.sum().item()) / (k * F.n), "coverage": float(cov.double().mean().item())}
+        return count.cpu().numpy(), cov.cpu().numpy()
+
+
+def density_coverage(real: Any, fake: Any, k: int = 5, *, device: Any = None,
+                     block: int | None = None) -> dict[str, float]:
+    """Density: count of (fake, real) pairs with the fake strictly inside the real ball, over k * n_fake;
+    coverage: share of real samples whose nearest fake sample lies strictly inside their ball."""
+    count, cov = density_coverage_counts(real, fake, k, device=device, block=block)
+    return {"density": float(count.sum()) / (k * len(count)), "coverage": float(cov.mean())}
 
 
 def kth_neighbour_radii(x: Any, k: int, *, device: Any = None, block: int | None = None) -> np.ndarray:
@@ -418,7 +427,6 @@ def kth_neighbour_radii(x: Any, k: int, *, device: Any = None, block: int | None
 
 # --------------------------------------------------------------------------------------------- metrics
 
-FEATURE_CHOICES = ("inception", "inception_tf1", "vgg16")
 
 
 class _ManifoldMetric(Metric):
@@ -426,11 +434,18 @@ class _ManifoldMetric(Metric):
         "weights": WEIGHTS_OPTION,
         "seed": Option(0, int, help="seed of random weights", minimum=0),
         "k": Option(3, int, minimum=1),
-        "features": Option("inception", str, FEATURE_CHOICES,
-                           "inception: the pool3 features FID uses (no second pass); inception_tf1: pool3 after TF1 "
-                           "bilinear resize (ADM evaluator); vgg16: fc2, as the original paper"),
+        "features": Option("inception", str, None,
+                           "any registered feature network (`bench list extractors`): inception, the pool3 features "
+                           "FID uses (no second pass); inception_tf1: pool3 after TF1 bilinear resize (ADM "
+                           "evaluator); vgg16: fc2, as the original paper; dinov2, ..."),
         "channels": Option("rgb", str, ("rgb", "bgr"), "channel order fed to inception_tf1 (bgr: the ADM quirk)"),
     }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        from bench import plugins
+
+        plugins.current().extractors.get(self.args["features"])  # an unknown name: one line with a did-you-mean
 
     def spec(self) -> FeatureSpec:
         opts = {"weights": self.args["weights"], "seed": self.args["seed"]}
@@ -448,7 +463,8 @@ class _ManifoldMetric(Metric):
     def _describe(self, real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
         names = {"inception": "inception-v3 pool3 (2048-d)", "vgg16": "vgg16 fc2 (4096-d)",
                  "inception_tf1": f"inception-v3 pool3 (2048-d), TF1 bilinear resize, {self.args['channels']}"}
-        return self._info(k=self.args["k"], features=names[self.args["features"]], n_reference=len(real),
+        feats = names.get(self.args["features"], self.args["features"])
+        return self._info(k=self.args["k"], features=feats, n_reference=len(real),
                           n_generated=len(fake))
 
 
@@ -468,15 +484,26 @@ class PrecisionRecall(_ManifoldMetric):
                                    "exact: decisions of exact arithmetic; fp16-adm: the ADM evaluator's float16 "
                                    "distances (bench.metrics.pr_adm)")}
 
-    def compute(self, ctx: MetricContext) -> MetricResult:
+    def _masks(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         real, fake = self._features(ctx)
         if self.args["distances"] == "fp16-adm":
-            from bench.metrics.pr_adm import adm_precision_recall
-
-            values = adm_precision_recall(real, fake, k=self.args["k"], device=_device(ctx))
+            from bench.metrics.pr_adm import adm_precision_recall_masks as masks
         else:
-            values = precision_recall(real, fake, k=self.args["k"], device=_device(ctx))
+            masks = precision_recall_masks
+        prec, rec = masks(real, fake, k=self.args["k"], device=_device(ctx))
+        return real, fake, prec, rec
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        real, fake, prec, rec = self._masks(ctx)
+        values = {"precision": float(prec.mean()), "recall": float(rec.mean())}
         return MetricResult(values, {**self._describe(real, fake), "distances": self.args["distances"]})
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
+        """From the per-sample decisions, computed once: precision resamples the generated samples (the draws),
+        recall the reference samples (seeded per replicate), each with the other set's manifold fixed."""
+        _, _, prec, rec = self._masks(ctx)
+        return [{"precision": float(prec[idx].mean()), "recall": float(rec[_reference_draw(len(rec), idx)].mean())}
+                for idx, _groups in draws]
 
 
 class DensityCoverage(_ManifoldMetric):
@@ -487,7 +514,28 @@ class DensityCoverage(_ManifoldMetric):
     higher_is_better = {"density": True, "coverage": True}
     options = {**_ManifoldMetric.options, "k": Option(5, int, minimum=1)}
 
-    def compute(self, ctx: MetricContext) -> MetricResult:
+    def _counts(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         real, fake = self._features(ctx)
-        values = density_coverage(real, fake, k=self.args["k"], device=_device(ctx))
+        count, cov = density_coverage_counts(real, fake, k=self.args["k"], device=_device(ctx))
+        return real, fake, count, cov
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        real, fake, count, cov = self._counts(ctx)
+        values = {"density": float(count.sum()) / (self.args["k"] * len(count)), "coverage": float(cov.mean())}
         return MetricResult(values, self._describe(real, fake))
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
+        """As precision/recall's: density resamples the generated samples, coverage the reference samples."""
+        _, _, count, cov = self._counts(ctx)
+        k = self.args["k"]
+        return [{"density": float(count[idx].sum()) / (k * len(idx)),
+                 "coverage": float(cov[_reference_draw(len(cov), idx)].mean())} for idx, _groups in draws]
+
+
+def _reference_draw(n: int, generated_draw: np.ndarray) -> np.ndarray:
+    """The reference indices of a bootstrap replicate, drawn with replacement from a seed made of the replicate's
+    generated draw (so they follow the run's bootstrap seed and differ between replicates)."""
+    import hashlib
+
+    digest = hashlib.blake2b(np.ascontiguousarray(generated_draw, np.int64).tobytes(), digest_size=8).digest()
+    return np.random.default_rng([n, int.from_bytes(digest, "little")]).integers(0, n, n)

@@ -22,10 +22,15 @@ def results_table(results: Results | dict[str, Any]) -> str:
     keys = [k for k in STANDARD_KEYS if k in metrics] + sorted(k for k in metrics if k not in STANDARD_KEYS)
     width = max([len(k) for k in keys] + [6])
     lines = [f"{results.method} on {results.suite}: {results.num_samples} samples  ({results.run_dir})"]
-    lines.append(f"  {'metric':<{width}}  value")
-    lines.append(f"  {'-' * width}  ----------")
+    ci = {k: v for info in results.metric_info.values() for k, v in (info.get("ci95") or {}).items()}
+    trained = {k for info in results.metric_info.values() if info.get("trained_on")
+               for k in (info.get("higher_is_better") or {})}
+    lines.append(f"  {'metric':<{width}}  value       95% CI (bootstrap)")
+    lines.append(f"  {'-' * width}  ----------  ------------------")
     for k in keys:
-        lines.append(f"  {k:<{width}}  {_fmt(metrics[k])}")
+        interval = f"  [{_fmt(ci[k][0])}, {_fmt(ci[k][1])}]" if k in ci else ""
+        flag = "  (network used in training)" if k in trained or k.split("/", 1)[0] in trained else ""
+        lines.append(f"  {k:<{width}}  {_fmt(metrics[k]):<10}{interval}{flag}".rstrip())
     img = results.images
     if img["flagged_total"]:
         detail = ", ".join(f"{n} {k}" for k, n in img["flagged"].items() if n)

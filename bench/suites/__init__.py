@@ -10,3 +10,5 @@ def register_suites(register):
              description="MS-COCO 2014 zero-shot: 30K captions, FID/CLIP/precision/recall vs all val2014 images")
     register("hpsv2", "bench.suites.hpsv2:HPSv2Suite",
              description="HPSv2 benchmark: 4 styles x 800 prompts, HPS per style and averaged")
+    register("diversity", "bench.suites.diversity:DiversitySuite",
+             description="P prompts x S seeds (200 x 8 COCO captions): per-prompt Vendi score and pairwise distance")

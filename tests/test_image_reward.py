@@ -1,0 +1,73 @@
+"""ImageReward's scoring path on toy-size seeded networks: its image transform written out with torchvision,
+ImageReward.pt's key layout, the MLP head and normalisation by hand, and BLIP's bidirectional text encoder
+with cross-attention to the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import noisy_images
+
+from bench.errors import BenchError
+from bench.metrics.image_reward import REWARD_MEAN, REWARD_STD, ImageRewardScorer, split_checkpoint
+
+PROMPTS = ["a cat on a red sofa", "two dogs in the snow", "a bowl of fruit"]
+
+
+def scorer(**kw) -> ImageRewardScorer:
+    return ImageRewardScorer(**{"weights": "random", "size": "tiny", "seed": 7, **kw})
+
+
+def test_transform_is_imagerewards():
+    import torchvision.transforms as T
+    from PIL import Image
+
+    img = noisy_images(1, 45, 77, 0)[0]
+    theirs = T.Compose([T.Resize(32, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(),
+                        T.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+    np.testing.assert_allclose(scorer().prepare(img), theirs(Image.fromarray(img)).numpy(), atol=1e-6)
+
+
+def test_checkpoint_layout_loads_into_the_same_networks(tmp_path):
+    ref = scorer()
+    vit, text, mlp = ref.networks()
+    state = {**{f"blip.visual_encoder.{k}": v for k, v in vit.state_dict().items()},
+             **{f"blip.text_encoder.{k}": v for k, v in text.state_dict().items()},
+             **{f"mlp.layers.{k}": v for k, v in mlp.state_dict().items()}}
+    torch.save(state, tmp_path / "ImageReward.pt")
+    imgs = noisy_images(3, 40, 40, 1)
+    loaded = ImageRewardScorer(weights="pretrained", size="tiny", seed=99, checkpoint=str(tmp_path / "ImageReward.pt"))
+    np.testing.assert_allclose(loaded.score(imgs, PROMPTS), ref.score(imgs, PROMPTS), rtol=1e-6)
+    with pytest.raises(BenchError, match="not ImageReward.pt"):
+        split_checkpoint({"visual.proj": torch.zeros(1)})
+
+
+def test_head_and_normalisation_by_hand_and_cross_attention():
+    s = scorer()
+    vit, text, mlp = s.networks()
+    imgs = noisy_images(3, 40, 48, 2)
+    rewards = s.score(imgs, PROMPTS)
+    x = torch.from_numpy(np.stack([s.prepare(im) for im in imgs]))
+    ids, mask = (torch.from_numpy(a) for a in s._tokenize(PROMPTS))
+    with torch.no_grad():
+        tokens = vit.forward_features(x)
+        cls = text(input_ids=ids, attention_mask=mask, encoder_hidden_states=tokens,
+                   encoder_attention_mask=torch.ones(tokens.shape[:-1], dtype=torch.long)).last_hidden_state[:, 0]
+    h = cls.double().numpy()
+    linears = [m for m in mlp if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [1024, 128, 64, 16, 1]
+    for m in linears:  # no activations between the layers, as in ImageReward's MLP
+        h = h @ m.weight.detach().double().numpy().T + m.bias.detach().double().numpy()
+    np.testing.assert_allclose(rewards, (h[:, 0] - REWARD_MEAN) / REWARD_STD, rtol=1e-5, atol=1e-6)
+    # the [CLS] output sees later words (bidirectional self-attention) and the image (cross-attention)
+    other_word = s.score(imgs[:1], ["a cat on a red chair"])
+    other_image = s.score(noisy_images(1, 40, 48, 3), PROMPTS[:1])
+    assert abs(other_word[0] - rewards[0]) > 1e-6 and abs(other_image[0] - rewards[0]) > 1e-6
+
+
+def test_pretrained_offline_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(BenchError) as err:
+        ImageRewardScorer().networks()
+    assert "THUDM/ImageReward" in str(err.value) and "\n" not in str(err.value)
