@@ -157,3 +157,18 @@ def test_manifold_metrics_bootstrap_from_per_sample_decisions():
             col = [w[key] for w in want]
             assert got["ci95"][key] == pytest.approx([np.percentile(col, 2.5), np.percentile(col, 97.5)])
     assert not np.array_equal(_reference_draw(60, drawn[0][0]), _reference_draw(60, drawn[1][0]))
+
+
+def test_fid_batch_replicates_equal_fid_of_the_resampled_rows():
+    from bench.metrics import fid as fidmod
+
+    rng = np.random.default_rng(2)
+    gen, ref = rng.normal(size=(40, 6)), rng.normal(size=(50, 6)) + 0.3
+    ctx = Ctx(gen, ref)
+    drawn = draws(40, None, "sample", 12, 9)
+    reps = fidmod.FID(weights="random").bootstrap_values(Recording(ctx), drawn)
+    want = [fidmod.frechet_distance(*fidmod.feature_statistics(gen[idx]), *fidmod.feature_statistics(ref))
+            for idx, _ in drawn]
+    assert [r["fid"] for r in reps] == pytest.approx(want, rel=1e-9)
+    few = Ctx(gen[:3], ref)  # few samples (2 x 3 <= 6 features): the engine recomputes each replicate itself
+    assert fidmod.FID(weights="random").bootstrap_values(Recording(few), draws(3, None, "sample", 3, 0)) is None

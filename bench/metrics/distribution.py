@@ -75,7 +75,7 @@ class _TwoSetMetric(Metric):
 
     #: The registered extractor and its options beyond weights, seed and size.
     extractor = ""
-    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int), "size": SIZE_OPTION,
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, minimum=0), "size": SIZE_OPTION,
                "crop": Option(True, bool, help="centre crop to a square before the resize")}
 
     def extractor_options(self) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class Diversity(Metric):
     options = {
         "features": Option("dinov2", str, None, "feature network: dinov2 (default), hf_clip, clip or any registered one"),
         "weights": WEIGHTS_OPTION,
-        "seed": Option(0, int),
+        "seed": Option(0, int, minimum=0),
         "size": Option("full", str, ("full", "tiny"), "tiny: toy-size dinov2 / hf_clip (random weights, tests)"),
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -143,20 +144,56 @@ class FrechetReference:
         return float(diff @ diff + np.trace(sigma) + np.trace(self.sigma) - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum())
 
 
+    def resampled_distances(self, gen: np.ndarray, draws: Sequence[np.ndarray], device: Any = None) -> list[float]:
+        """The distance of the Gaussian fitted to ``gen[idx]`` for each ``idx`` in ``draws``, in float64 with
+        torch on ``device`` (a GPU makes B replicates of a 30K x 2048 set take seconds). A resample is a count
+        per row, so its mean and (unbiased) covariance are count-weighted sums over ``gen``: the same numbers
+        as :func:`feature_statistics` of the resampled rows, up to float64 rounding."""
+        import torch
+
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        x = torch.as_tensor(np.asarray(gen, np.float64), device=dev)
+        root = torch.as_tensor(self.root, device=dev)
+        mu_ref = torch.as_tensor(self.mu, device=dev)
+        trace_ref = float(np.trace(self.sigma))
+        n = x.shape[0]
+        out = []
+        for idx in draws:
+            w = torch.bincount(torch.as_tensor(np.asarray(idx), device=dev), minlength=n).to(torch.float64)
+            mu = (w @ x) / n
+            xc = x - mu
+            sigma = (xc.T * w) @ xc / (n - 1)
+            eig = torch.linalg.eigvalsh(root @ sigma @ root)
+            diff = mu - mu_ref
+            value = diff @ diff + torch.trace(sigma) + trace_ref - 2.0 * eig.clamp_min(0).sqrt().sum()
+            out.append(float(value))
+        return out
+
+
 _REFERENCE: dict[str, Any] = {}
 
 
-def frechet_to_reference(gen: np.ndarray, ref: np.ndarray, extractor_spec: dict[str, Any]) -> float:
-    """Frechet distance between generated and reference features. Reference statistics are cached on disk
-    (:func:`reference_statistics`) and, with their square root, in memory for the same array object, so
-    repeated calls against one reference (bootstrap replicates) cost one covariance and one eigenproblem."""
-    if min(len(gen), len(ref)) * 2 <= gen.shape[1]:  # few samples: the n x n form is exact and far cheaper
-        return frechet_distance_from_features(gen, ref)
+def reference_gaussian(ref: np.ndarray, extractor_spec: dict[str, Any]) -> FrechetReference:
+    """The :class:`FrechetReference` of reference features: statistics cached on disk
+    (:func:`reference_statistics`) and, with their square root, in memory for the same array object."""
     memo = _REFERENCE.get("entry")
     if memo is None or memo[0] is not ref or memo[1] != extractor_spec:
         memo = (ref, dict(extractor_spec), FrechetReference(*reference_statistics(ref, extractor_spec)))
         _REFERENCE["entry"] = memo
-    return memo[2].distance(*feature_statistics(gen))
+    return memo[2]
+
+
+def few_samples(gen: np.ndarray, ref: np.ndarray) -> bool:
+    """Whether a set has at most half as many rows as features: then the n x n form is exact and far cheaper."""
+    return min(len(gen), len(ref)) * 2 <= gen.shape[1]
+
+
+def frechet_to_reference(gen: np.ndarray, ref: np.ndarray, extractor_spec: dict[str, Any]) -> float:
+    """Frechet distance between generated and reference features; repeated calls against one reference
+    (bootstrap replicates) cost one covariance and one eigenproblem (:func:`reference_gaussian`)."""
+    if few_samples(gen, ref):
+        return frechet_distance_from_features(gen, ref)
+    return reference_gaussian(ref, extractor_spec).distance(*feature_statistics(gen))
 
 
 class _InceptionMetric(Metric):
@@ -183,6 +220,18 @@ class FID(_InceptionMetric):
         value = frechet_to_reference(gen, ref, spec.extractor_spec())
         return MetricResult({"fid": value}, self._info(features="inception-v3 pool3 (clean-fid, clean mode)",
                                                       n_generated=len(gen), n_reference=len(ref)))
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]] | None:
+        """All replicates against the fixed reference Gaussian, on the run's device
+        (:meth:`FrechetReference.resampled_distances`); few samples: the engine's per-replicate path."""
+        spec = self.spec()
+        gen, ref = ctx.image_features(spec, "generated"), ctx.image_features(spec, "reference")
+        if few_samples(gen, ref):
+            return None
+        device = getattr(ctx, "device", None)
+        values = reference_gaussian(ref, spec.extractor_spec()).resampled_distances(
+            gen, [idx for idx, _groups in draws], device)
+        return [{"fid": v} for v in values]
 
 
 class KID(_InceptionMetric):

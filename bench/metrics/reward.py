@@ -25,7 +25,7 @@ class PickScore(_PairedScore):
     name = "pickscore"
     keys = ("pickscore",)
     higher_is_better = {"pickscore": True}
-    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int), "repo": Option(PICKSCORE_REPO, str),
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, minimum=0), "repo": Option(PICKSCORE_REPO, str),
                "processor": Option(PICKSCORE_PROCESSOR, str),
                "size": Option("full", str, ("full", "tiny"), "tiny: toy-size CLIP (random weights, tests)")}
 

@@ -25,9 +25,9 @@ class DiversitySuite(Suite):
     options = {
         "data_root": Option(None, str, help="COCO root for the prompts (as coco30k)"),
         "prompts": Option(None, str, help="file with one prompt per line, or a JSON list"),
-        "num_prompts": Option(200, int, help="prompts P (the first P of the list)"),
-        "seeds_per_prompt": Option(8, int, help="images S per prompt"),
-        "prompt_seed": Option(0, int, help="seed of the COCO caption selection"),
+        "num_prompts": Option(200, int, help="prompts P (the first P of the list)", minimum=1),
+        "seeds_per_prompt": Option(8, int, help="images S per prompt", minimum=1),
+        "prompt_seed": Option(0, int, help="seed of the COCO caption selection", minimum=0),
         **preprocess_options(),
     }
     location_options = ("data_root", "prompts")
@@ -36,9 +36,6 @@ class DiversitySuite(Suite):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        for key in ("num_prompts", "seeds_per_prompt"):
-            if self.args[key] < 1:
-                raise BenchError(f"suite diversity: {key} must be at least 1, got {self.args[key]}")
         self._items: list[PromptItem] | None = None
 
     def _texts(self) -> list[str]:
