@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -263,3 +264,34 @@ def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
         yield bar.update
     finally:
         bar.close()
+
+
+@dataclass
+class RunContext:
+    """The :class:`bench.metrics.base.MetricContext` of a run: its samples, its generator and its features."""
+
+    features: FeatureStore
+    items: Sequence[Any]
+    generator: Any
+
+    @property
+    def prompts(self) -> list[str]:
+        return [it.prompt for it in self.items]
+
+    @property
+    def groups(self) -> list[str] | None:
+        groups = [it.group for it in self.items]
+        return groups if any(g is not None for g in groups) else None
+
+    @property
+    def device(self) -> Any:
+        return self.generator.device
+
+    def extractor(self, spec: Any) -> Any:
+        return self.features.extractor(spec)
+
+    def image_features(self, spec: Any, which: str) -> Any:
+        return self.features.image_features(spec, which)
+
+    def text_features(self, spec: Any, texts: Sequence[str]) -> Any:
+        return self.features.text_features(spec, texts)

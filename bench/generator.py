@@ -104,6 +104,11 @@ class Generator(ABC):
         """Copy the networks of ``states`` (as :meth:`component_states` gives them) into the loaded ones."""
         raise BenchError(f"method {self.name!r} cannot be merged: it does not expose its other components")
 
+    def truncated_prompts(self, prompts: Sequence[str]) -> tuple[int, int] | None:
+        """(how many of ``prompts`` the text encoder cuts, its token limit), or None when the generator does not
+        say. The run reports the count once and records it in config.json."""
+        return None
+
     # -- provenance -------------------------------------------------------------------------------
     def input_paths(self) -> list[Path]:
         """Local files and folders the generator reads weights or settings from. Their content is part of a

@@ -34,14 +34,14 @@ from bench import plugins
 from bench.bootstrap import Recording, attach_interval
 from bench.errors import BenchError
 from bench.feature_cache import GeneratedFeatures
-from bench.features import FeatureStore, Network, chunks, default_workers
+from bench.features import FeatureStore, Network, RunContext, chunks, default_workers
 from bench.generator import Generator
 from bench.images import to_uint8_and_flags
 from bench.metrics.base import Metric, result_key
 from bench.results import Results, comparability, flag_summary, ordered_timings, weights_verdict
 from bench.sink import Sink
 from bench.store import RunStore
-from bench.suites.base import Suite
+from bench.suites.base import Suite, cut_long_prompts
 from bench.timing import StageTimer, Timings
 from bench.trained_on import flag as flag_trained_on
 
@@ -119,7 +119,7 @@ class Run:
         items = self.suite.prompts()
         if not items:
             raise BenchError(f"suite {request.suite!r} has no prompts")
-        items, self.prompts_cut = _cut_long_prompts(items)
+        items, self.prompts_cut = cut_long_prompts(items, MAX_PROMPT_CHARS)
         self.all_items = items
         if request.limit is not None:
             if request.limit > len(items):
@@ -230,6 +230,7 @@ class Run:
         with timings.time("load"):
             self.session.load(self.generator, dtype)
         config["generator"] = self.generator.describe()
+        config["prompts_truncated"] = self._truncated()
         with timings.time("orchestration/open"):
             error, resumed = None, False
             if dist.is_main:
@@ -286,6 +287,17 @@ class Run:
                                 time.perf_counter() - t0)
         self.store.write_results(results.to_dict())
         return results
+
+    def _truncated(self) -> dict[str, int] | None:
+        """Prompts the generator's text encoder cuts: said once (main process) and recorded in config.json."""
+        got = self.generator.truncated_prompts([it.prompt for it in self.items])
+        if got is None:
+            return None
+        count, limit = got
+        if count and self.dist.is_main:
+            print(f"bench: warning: {count} of {len(self.items)} prompts are longer than the text encoder's {limit} "
+                  "tokens and are cut by its tokenizer (config.json: prompts_truncated)", file=sys.stderr)
+        return {"count": count, "token_limit": limit}
 
     def _verified(self, items: Sequence[Any], workers: int) -> dict[int, dict[str, Any]]:
         """Rows of ``items`` that are finished: the image file has the recorded sha256 (or, for runs made with
@@ -349,7 +361,7 @@ class Run:
                workers: int) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
         fs = FeatureStore(self.session, self.store, self.suite, self.items, self.req.batch_size, timings=timings,
                           workers=workers, rows=rows)
-        ctx = Recording(_Context(fs, self.items, self.generator))
+        ctx = Recording(RunContext(fs, self.items, self.generator))
         values: dict[str, float] = {}
         info: dict[str, Any] = {}
         for metric in self.metrics:
@@ -383,48 +395,3 @@ class Run:
                        not_comparable_because=reasons, images=images,
                        timing_s=ordered_timings(timings.as_dict(), total), config=config,
                        reference_features=reference or None)
-
-
-def _cut_long_prompts(items: list[Any]) -> tuple[list[Any], int]:
-    """Prompts longer than :data:`MAX_PROMPT_CHARS` cut to that length (a 10 MB "prompt" would keep a tokenizer
-    busy for minutes); the count is said once and recorded in config.json."""
-    from dataclasses import replace
-
-    long = [it for it in items if len(it.prompt) > MAX_PROMPT_CHARS]
-    if not long:
-        return items, 0
-    print(f"bench: warning: {len(long)} prompt(s) longer than {MAX_PROMPT_CHARS} characters were cut to that length "
-          f"(the first is sample {long[0].index})", file=sys.stderr)
-    cut = {it.index for it in long}
-    return [replace(it, prompt=it.prompt[:MAX_PROMPT_CHARS]) if it.index in cut else it for it in items], len(cut)
-
-
-@dataclass
-class _Context:
-    """The :class:`bench.metrics.base.MetricContext` of a run."""
-
-    features: FeatureStore
-    items: Sequence[Any]
-    generator: Any
-
-    @property
-    def prompts(self) -> list[str]:
-        return [it.prompt for it in self.items]
-
-    @property
-    def groups(self) -> list[str] | None:
-        groups = [it.group for it in self.items]
-        return groups if any(g is not None for g in groups) else None
-
-    @property
-    def device(self) -> Any:
-        return self.generator.device
-
-    def extractor(self, spec: Any) -> Any:
-        return self.features.extractor(spec)
-
-    def image_features(self, spec: Any, which: str) -> Any:
-        return self.features.image_features(spec, which)
-
-    def text_features(self, spec: Any, texts: Sequence[str]) -> Any:
-        return self.features.text_features(spec, texts)

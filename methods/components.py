@@ -86,6 +86,31 @@ def _simple_tokenizer(context_length: int) -> Any:
     return SimpleTokenizer(context_length=context_length)
 
 
+#: Tokens the CLIP text encoders of SD 1.x / 2.x read, start and end tokens included.
+TOKEN_LIMIT = 77
+
+
+def count_truncated(prompts: Sequence[str], limit: int = TOKEN_LIMIT) -> int:
+    """How many prompts exceed ``limit`` CLIP BPE tokens (start and end included) and are cut by the tokenizer.
+
+    Prompts of at most ``limit - 2`` UTF-8 bytes cannot exceed it (a token covers at least one byte) and are
+    not tokenized.
+    """
+    count = 0
+    for text in prompts:
+        if len(text.encode("utf-8")) <= limit - 2:
+            continue
+        if len(_simple_tokenizer(limit).encode(text)) + 2 > limit:
+            count += 1
+    return count
+
+
+def clip_truncation(prompts: Sequence[str]) -> tuple[int, int]:
+    """(prompts an SD text encoder cuts, its token limit): :meth:`bench.generator.Generator.truncated_prompts` of
+    every generator built on the SD 1.x / 2.x CLIP text encoders."""
+    return count_truncated(prompts, TOKEN_LIMIT), TOKEN_LIMIT
+
+
 def hf_tokenizer(tokenizer: Any) -> Tokenize:
     """Wrap a transformers CLIPTokenizer as prompts -> LongTensor (B, model_max_length)."""
 

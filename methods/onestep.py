@@ -183,6 +183,11 @@ class OneStepGenerator(LatentShapes, Generator):
     def _decode_latents(self, latents: Any) -> Any:
         return latents_to_images(self.vae, latents, getattr(self, "decode_chunk", 0))
 
+    def truncated_prompts(self, prompts: Sequence[str]) -> tuple[int, int] | None:
+        from methods.components import clip_truncation
+
+        return clip_truncation(prompts)
+
     def encode_prompts(self, prompts: Sequence[str]) -> Any:
         import torch
 

@@ -90,6 +90,11 @@ class MultiStepGenerator(LatentShapes, Generator):
         ids = self.tokenize(prompts).to(self.device)
         return self.text_encoder(ids)[0]
 
+    def truncated_prompts(self, prompts: Sequence[str]) -> tuple[int, int] | None:
+        from methods.components import clip_truncation
+
+        return clip_truncation(prompts)
+
     def encode_prompts(self, prompts: Sequence[str]) -> Any:
         import torch
 

@@ -217,3 +217,18 @@ def test_replaced_weights_under_the_same_path_are_a_different_run(tmp_path, one_
     line = _check("bench", argv, 2)
     assert "different inputs" in line
     assert json.loads((run_dir / "config.json").read_text()) == before, "the finished run is kept as it was"
+
+
+def test_long_prompts_are_cut_counted_and_recorded(tmp_path, coco_root, one_thread):
+    words = " ".join(f"word{i}" for i in range(100))  # over 77 CLIP tokens, under the 1,000-character cut
+    (tmp_path / "prompts.txt").write_text(f"a red bus\n{words}\n{'x' * 5000}\n")
+    argv = ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(coco_root), "--prompts",
+            str(tmp_path / "prompts.txt"), "--metrics", "none", "--device", "cpu", "--out", str(tmp_path / "runs")]
+    err = _check("bench", argv, 0)
+    assert "1 prompt(s) longer than 1000 characters were cut" in err
+    assert "2 of 3 prompts are longer than the text encoder's 77 tokens" in err
+    config = json.loads((tmp_path / "runs" / "coco30k-tiny" / "config.json").read_text())
+    assert config["prompts_cut"] == {"count": 1, "max_chars": 1000}
+    assert config["prompts_truncated"] == {"count": 2, "token_limit": 77}
+    rows = [json.loads(x) for x in (tmp_path / "runs" / "coco30k-tiny" / "manifest.jsonl").read_text().splitlines()]
+    assert [len(r["prompt"]) for r in rows] == [9, len(words), 1000]

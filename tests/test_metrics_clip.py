@@ -227,7 +227,8 @@ def test_clip_prepare_is_bit_identical_to_open_clips_transform(model):
     import open_clip
     from PIL import Image
 
-    from bench.metrics.extractors import pil_to_normalized_array, split_to_tensor_normalize
+    from bench.metrics.clip_extractor import split_to_tensor_normalize
+    from bench.metrics.extractors import pil_to_normalized_array
 
     size = 32 if model == TINY else 224
     transform = open_clip.image_transform(size, is_train=False)  # what create_model_and_transforms builds
@@ -255,7 +256,7 @@ def test_clip_prepare_is_bit_identical_to_open_clips_transform(model):
 def test_unrecognised_transforms_fall_back_to_torch():
     from torchvision import transforms
 
-    from bench.metrics.extractors import split_to_tensor_normalize
+    from bench.metrics.clip_extractor import split_to_tensor_normalize
 
     assert split_to_tensor_normalize(transforms.Compose([transforms.ToTensor()])) is None
     assert split_to_tensor_normalize(transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3),

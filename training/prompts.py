@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from methods.components import TOKEN_LIMIT, count_truncated  # noqa: F401 - shared with generation
 from training.config import DEMO_PROMPTS
 
 DEFAULT_FIELDS = ("prompt", "caption", "text")
@@ -222,25 +223,3 @@ def load_image_text_pairs(paths: Sequence[str | Path], field: str | None = None)
     return pairs
 
 
-#: Tokens the CLIP text encoders of SD 1.x / 2.x read, start and end tokens included.
-TOKEN_LIMIT = 77
-
-
-def count_truncated(prompts: Sequence[str], limit: int = TOKEN_LIMIT) -> int:
-    """How many prompts exceed ``limit`` CLIP BPE tokens (start and end included) and are cut by the tokenizer.
-
-    Prompts of at most ``limit - 2`` UTF-8 bytes cannot exceed it (a token covers at least one byte) and are
-    not tokenized.
-    """
-    from open_clip.tokenizer import SimpleTokenizer
-
-    tokenizer = None
-    count = 0
-    for text in prompts:
-        if len(text.encode("utf-8")) <= limit - 2:
-            continue
-        if tokenizer is None:
-            tokenizer = SimpleTokenizer()
-        if len(tokenizer.encode(text)) + 2 > limit:
-            count += 1
-    return count

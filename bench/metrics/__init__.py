@@ -39,7 +39,7 @@ def register_feature_extractors(register):
     register("inception_tf1", "bench.metrics.inception_tf:InceptionTF1Extractor",
              description="Inception-v3 pool3 after the TF1 graph's bilinear resize to 299 (ADM evaluator; rgb or bgr)")
     register("vgg16", "bench.metrics.extractors:VGG16Extractor", description="VGG-16 fc2, 4096-d (torchvision)")
-    register("clip", "bench.metrics.extractors:ClipExtractor",
+    register("clip", "bench.metrics.clip_extractor:ClipExtractor",
              description="open_clip image and text towers (CLIP score, HPS)")
     register("dinov2", "bench.metrics.hf_extractors:Dinov2Extractor",
              description="DINOv2 CLS token (ViT-L/14 1024-d by default; dgm-eval preprocessing, transformers port)")

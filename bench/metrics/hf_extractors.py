@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.extractors import Extractor, _quiet_logging, _seeded, pil_to_normalized_array
+from bench.metrics.extractors import Extractor, pil_to_normalized_array, quiet_logging, seeded
 
 IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)
@@ -111,8 +111,8 @@ class Dinov2Extractor(_HFExtractor):
 
         arch = "tiny" if self.options["size"] == "tiny" else self.options["arch"]
         if self.weights == "random":
-            with _quiet_logging():
-                model = _seeded(self.seed, lambda: Dinov2Model(dinov2_config(arch)))
+            with quiet_logging():
+                model = seeded(self.seed, lambda: Dinov2Model(dinov2_config(arch)))
         else:
             repo = DINOV2_REPOS[arch]
             model = _load_hf(f"DINOv2 {arch}", repo, lambda: Dinov2Model.from_pretrained(repo, use_safetensors=True))
@@ -179,8 +179,8 @@ class HFClipExtractor(_HFExtractor):
 
         repo = self.options["repo"]
         if self.weights == "random":
-            with _quiet_logging():
-                model = _seeded(self.seed, lambda: CLIPModel(clip_config(repo, self.options["size"])))
+            with quiet_logging():
+                model = seeded(self.seed, lambda: CLIPModel(clip_config(repo, self.options["size"])))
             import open_clip
 
             tok = open_clip.get_tokenizer("ViT-B-32")  # the same BPE vocabulary, 77 tokens, offline

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.extractors import _quiet_logging, _seeded, pil_to_normalized_array
+from bench.metrics.extractors import pil_to_normalized_array, quiet_logging, seeded
 from bench.metrics.hf_extractors import CLIP_MEAN, CLIP_STD
 
 IMAGE_REWARD_REPO = "THUDM/ImageReward"
@@ -103,8 +103,8 @@ class ImageRewardScorer:
     def networks(self) -> Any:
         if self._nets is None:
             path = self.checkpoint or (self._download() if self.weights != "random" else None)
-            with _quiet_logging():
-                vit, text, mlp = _seeded(self.seed, lambda: build_networks(self.size))
+            with quiet_logging():
+                vit, text, mlp = seeded(self.seed, lambda: build_networks(self.size))
             if path:
                 from bench.hub_errors import load_state_dict
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,20 @@ class PromptItem:
     index: int
     prompt: str
     group: str | None = None
+
+
+def cut_long_prompts(items: list[PromptItem], max_chars: int) -> tuple[list[PromptItem], int]:
+    """Prompts longer than ``max_chars`` cut to that length (a 10 MB "prompt" would keep a tokenizer busy for
+    minutes), and how many were cut; the count is said once on stderr."""
+    from dataclasses import replace
+
+    long = [it for it in items if len(it.prompt) > max_chars]
+    if not long:
+        return items, 0
+    print(f"bench: warning: {len(long)} prompt(s) longer than {max_chars} characters were cut to that length "
+          f"(the first is sample {long[0].index})", file=sys.stderr)
+    cut = {it.index for it in long}
+    return [replace(it, prompt=it.prompt[:max_chars]) if it.index in cut else it for it in items], len(cut)
 
 
 def decode_image(data: bytes | Path, name: str, what: str = "image",
