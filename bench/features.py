@@ -44,13 +44,28 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def features_in_batches(extractor: Extractor, images: np.ndarray, prepared: bool = False) -> np.ndarray:
+def features_in_batches(extractor: Extractor, images: np.ndarray, prepared: bool = False,
+                        texts: Sequence[str] | None = None) -> np.ndarray:
     """Features of evaluation-transformed uint8 images (N, H, W, 3), in calls of at most :data:`FEATURE_BATCH`
     images. ``prepared``: the rows already went through ``extractor.prepare`` (done in a thread pool by the
-    callers that care about speed); the features are the same either way."""
-    call = extractor.forward if prepared else extractor.image_features
-    rows = [np.asarray(call(images[s : s + FEATURE_BATCH]), dtype=np.float64)
-            for s in range(0, len(images), FEATURE_BATCH)]
+    callers that care about speed); the features are the same either way. ``texts``: each image's prompt, for
+    a text-conditioned network (:attr:`~bench.metrics.extractors.Extractor.text_conditioned`)."""
+    if extractor.text_conditioned:
+        if texts is None or len(texts) != len(images):
+            raise BenchError(f"feature network {extractor.kind} scores images with their prompts; it has no "
+                             "prompts here (reference images have none: use it in a reference-free metric)")
+        if not prepared:
+            extractor.model  # noqa: B018 - prepare may need what building sets up
+            images = np.stack([extractor.prepare(img) for img in images])
+
+        def call(lo: int, hi: int) -> np.ndarray:
+            return extractor.forward_with_texts(images[lo:hi], list(texts[lo:hi]))
+    else:
+        forward = extractor.forward if prepared else extractor.image_features
+
+        def call(lo: int, hi: int) -> np.ndarray:
+            return forward(images[lo:hi])
+    rows = [np.asarray(call(s, s + FEATURE_BATCH), dtype=np.float64) for s in range(0, len(images), FEATURE_BATCH)]
     return np.concatenate(rows) if rows else np.zeros((0, 0))
 
 
@@ -96,10 +111,13 @@ class StreamedFeatures:
                 out[key] = net.extractor.prepare(transformed[net.transform])
         return out
 
-    def extract(self, key: str, prepared: Sequence[dict[str, np.ndarray]], lock: Any) -> np.ndarray:
+    def extract(self, key: str, prepared: Sequence[dict[str, np.ndarray]], lock: Any,
+                texts: Sequence[str]) -> np.ndarray:
+        """A chunk's features from its prepared images (``texts``: their prompts)."""
         net = self.networks[key]
         with lock, self.timings.time(f"features/{key}"):
-            return features_in_batches(net.extractor, np.stack([p[key] for p in prepared]), prepared=True)
+            return features_in_batches(net.extractor, np.stack([p[key] for p in prepared]), prepared=True,
+                                       texts=texts)
 
 
 class FeatureStore:
@@ -186,7 +204,7 @@ class FeatureStore:
                             "not saved (--no-save-images); re-run with --overwrite to generate them again")
                     paths = [self.store.path / r["path"] for r in rows]
                     batch = np.stack(list(pool.map(lambda p: _load_prepared(p, net), paths)))
-                    feats = features_in_batches(ext, batch, prepared=True)
+                    feats = features_in_batches(ext, batch, prepared=True, texts=[r["prompt"] for r in rows])
                     cache.write_chunk([r["index"] for r in rows], [r["sha256"] for r in rows], feats,
                                       net.describe())
                     for r, f in zip(rows, feats, strict=True):

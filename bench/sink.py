@@ -244,8 +244,10 @@ class Sink:
             prepared = [r[2] for r in results]
             keys = list(networks)
 
+            texts = [it.prompt for it in chunk]
+
             def extract(key: str) -> np.ndarray:
-                return self.streamed.extract(key, prepared, self.compute_lock)
+                return self.streamed.extract(key, prepared, self.compute_lock, texts)
 
             if self._feature_pool is not None:  # GPU: the networks run at once
                 outputs = list(self._feature_pool.map(extract, keys))

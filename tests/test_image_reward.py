@@ -71,3 +71,31 @@ def test_pretrained_offline_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(BenchError) as err:
         ImageRewardScorer().networks()
     assert "THUDM/ImageReward" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_image_reward_metric_streams_each_image_with_its_prompt(tmp_path, one_thread):
+    """The registered metric on a smoke run equals the scorer on the saved files and their prompts, per image
+    and per group, and a reference pass is refused in one line."""
+    import json
+
+    from bench.cli import main
+    from bench.metrics.image_reward import ImageRewardExtractor
+    from bench.suites.base import decode_image
+
+    args = ["run", "--method", "tiny", "--suite", "smoke", "--limit", "5", "--batch-size", "2", "--device", "cpu",
+            "--metrics", "image_reward", "--metric-args", "image_reward.weights=random,image_reward.size=tiny,"
+            "image_reward.seed=7", "--out", str(tmp_path)]
+    assert main(args) == 0
+    run = tmp_path / "smoke-tiny"
+    results = json.loads((run / "results.json").read_text())
+    rows = [json.loads(x) for x in (run / "manifest.jsonl").read_text().splitlines()]
+    images = [np.asarray(decode_image(run / r["path"], r["path"])) for r in rows]
+    want = scorer().score(images, [r["prompt"] for r in rows])
+    assert results["metrics"]["image_reward"] == pytest.approx(float(want.mean()), rel=1e-6)
+    assert results["metric_info"]["image_reward"]["higher_is_better"] == {"image_reward": True}
+    assert "ci95" in results["metric_info"]["image_reward"]
+    ext = ImageRewardExtractor(weights="random", size="tiny", seed=7)
+    from bench.features import features_in_batches
+
+    with pytest.raises(BenchError, match="prompts"):
+        features_in_batches(ext, np.stack(images[:2]))

@@ -27,6 +27,8 @@ def register_metrics(register):
              keys=["cmmd"])
     register("pickscore", "bench.metrics.reward:PickScore",
              description="PickScore v1: logit_scale x cosine of a CLIP-H reward model", keys=["pickscore"])
+    register("image_reward", "bench.metrics.image_reward:ImageReward",
+             description="ImageReward v1.0: BLIP reward of each image for its prompt", keys=["image_reward"])
     register("diversity", "bench.metrics.diversity:Diversity",
              description="per-prompt Vendi score and mean pairwise cosine distance (DINOv2)",
              keys=["vendi", "pairwise_distance"])
@@ -43,5 +45,7 @@ def register_feature_extractors(register):
              description="open_clip image and text towers (CLIP score, HPS)")
     register("dinov2", "bench.metrics.hf_extractors:Dinov2Extractor",
              description="DINOv2 CLS token (ViT-L/14 1024-d by default; dgm-eval preprocessing, transformers port)")
+    register("image_reward", "bench.metrics.image_reward:ImageRewardExtractor",
+             description="ImageReward v1.0 (text-conditioned: each image is scored with its prompt)")
     register("hf_clip", "bench.metrics.hf_extractors:HFClipExtractor",
              description="transformers CLIPModel image and text embeddings (CMMD's ViT-L/14-336, PickScore)")

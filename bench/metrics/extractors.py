@@ -95,6 +95,14 @@ class Extractor(ABC):
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError(f"{self.kind} has no text tower")
 
+    #: True for a network that scores each image together with its prompt (a reward model such as
+    #: ImageReward): the engine then calls :meth:`forward_with_texts` with each image's prompt.
+    text_conditioned: bool = False
+
+    def forward_with_texts(self, batch: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Stacked :meth:`prepare` outputs and each image's prompt -> float (B, D) (text-conditioned networks)."""
+        raise NotImplementedError(f"{self.kind} is not text-conditioned")
+
     def _device(self) -> Any:
         import torch
 

@@ -15,9 +15,12 @@ What :class:`ImageRewardScorer` reproduces, from ``ImageReward/ImageReward.py`` 
   1.0333394966054072.
 
 Weights: ``THUDM/ImageReward`` ``ImageReward.pt`` (a tensor state dict, read with ``weights_only=True``) and
-its ``med_config.json``; keys ``blip.visual_encoder.*``, ``blip.text_encoder.*`` and ``mlp.layers.*``. Not
-registered as a metric: its score needs the image and the prompt in one pass, which the engine's streamed
-image features do not provide; it scores images and prompts directly (``score(images, prompts)``).
+its ``med_config.json``; keys ``blip.visual_encoder.*``, ``blip.text_encoder.*`` and ``mlp.layers.*``.
+:class:`ImageRewardScorer` scores images and prompts directly (``score(images, prompts)``);
+:class:`ImageRewardExtractor` is the same scorer as a text-conditioned feature network (the engine streams each
+generated image with its prompt through it; its one "feature" is the reward), and :class:`ImageReward` the
+metric on top: the mean reward, and per group. The image reaches ImageReward's own transform untouched (no
+evaluation transform first), as the package scores the generated file.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.extractors import pil_to_normalized_array, quiet_logging, seeded
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.extractors import Extractor, pil_to_normalized_array, quiet_logging, seeded
 from bench.metrics.hf_extractors import CLIP_MEAN, CLIP_STD
+from bench.metrics.preprocess import Preprocess
+from bench.options import Option
 
 IMAGE_REWARD_REPO = "THUDM/ImageReward"
 IMAGE_REWARD_FILE = "ImageReward.pt"
@@ -159,12 +165,16 @@ class ImageRewardScorer:
 
     def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> np.ndarray:
         """One reward per (image, prompt) pair, float64."""
+        return self.score_prepared(np.stack([self.prepare(im) for im in images]), prompts)
+
+    def score_prepared(self, batch: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        """As :meth:`score`, for images that already went through :meth:`prepare` (stacked)."""
         import torch
 
         vit, text, mlp = self.networks()
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
-        x = torch.from_numpy(np.stack([self.prepare(im) for im in images])).to(self.device)
+        if len(batch) != len(prompts):
+            raise ValueError(f"{len(batch)} images but {len(prompts)} prompts")
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         ids, mask = (torch.from_numpy(a).to(self.device) for a in self._tokenize(prompts))
         with torch.inference_mode():
             tokens = vit.forward_features(x)
@@ -173,3 +183,54 @@ class ImageRewardScorer:
                        encoder_attention_mask=atts, is_decoder=False)
             raw = mlp(out.last_hidden_state[:, 0, :].float())
         return ((raw[:, 0].double() - REWARD_MEAN) / REWARD_STD).cpu().numpy()
+
+
+class ImageRewardExtractor(Extractor):
+    """ImageReward as a text-conditioned feature network: (image, prompt) -> the reward, as a (1,)-row."""
+
+    text_conditioned = True
+
+    def __init__(self, weights: str = "pretrained", seed: int = 0, size: str = "full",
+                 checkpoint: str | None = None) -> None:
+        super().__init__(weights=weights, seed=seed, size=size, checkpoint=checkpoint)
+        self.scorer = ImageRewardScorer(weights, seed, size, checkpoint)
+
+    def build(self) -> Any:
+        self.scorer.device = self._device()
+        self.scorer.networks()
+        return self.scorer
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        return self.scorer.prepare(image)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        raise BenchError("image_reward scores an image together with its prompt; it has no image-only features")
+
+    def forward_with_texts(self, batch: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return self.model.score_prepared(batch, texts)[:, None]
+
+
+class ImageReward(Metric):
+    """ImageReward v1.0: the mean reward of each image for its prompt (and per group)."""
+
+    name = "image_reward"
+    keys = ("image_reward",)
+    needs_reference = False
+    higher_is_better = {"image_reward": True}
+    options = {"weights": WEIGHTS_OPTION, "seed": Option(0, int, minimum=0),
+               "size": Option("full", str, ("full", "tiny"), "tiny: toy-size networks (random weights, tests)"),
+               "checkpoint": Option(None, str, help="local ImageReward.pt (default: downloaded from the hub)")}
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        opts = {"weights": self.args["weights"], "seed": self.args["seed"], "size": self.args["size"],
+                "checkpoint": self.args["checkpoint"]}
+        return [FeatureSpec("image_reward", opts, transform=Preprocess(size=None, center_crop=False))]
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        from bench.metrics.clip_score import group_means
+
+        scores = ctx.image_features(self.feature_specs()[0], "generated")[:, 0]
+        values = {"image_reward": float(scores.mean())}
+        values.update({f"image_reward/{g}": v for g, v in group_means(scores, ctx.groups).items()})
+        return MetricResult(values, self._info(n=len(scores), version="ImageReward v1.0",
+                                               normalisation=[REWARD_MEAN, REWARD_STD]))
