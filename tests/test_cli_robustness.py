@@ -210,9 +210,9 @@ def test_replaced_weights_under_the_same_path_are_a_different_run(tmp_path, one_
             "--metrics", "none", "--device", "cpu", "--out", str(tmp_path / "runs")]
     _check("bench", argv, 0)
     run_dir = tmp_path / "runs" / "smoke-sbv2"
-    before = json.loads((run_dir / "config.json").read_text())
-    assert before["inputs"]["files"][str(student.resolve())]["files"] == 3
+    assert json.loads((run_dir / "config.json").read_text())["inputs"]["files"][str(student.resolve())]["files"] == 3
     _check("bench", argv, 0)  # unchanged: resumes
+    before = json.loads((run_dir / "config.json").read_text())
     build_tiny_components(seed=4).unet.save_pretrained(student, safe_serialization=True)
     line = _check("bench", argv, 2)
     assert "different inputs" in line
