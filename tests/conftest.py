@@ -10,7 +10,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -134,15 +136,30 @@ def make_coco_root():
     return write_coco_root
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one CPU thread: tiny workloads run faster and do not slow down when the machine is busy."""
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one CPU thread: tiny workloads run faster and do not slow down when the machine is busy."""
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """:func:`one_thread` for a whole test module (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    with _torch_threads(1):
+        yield
 
 
 # -- a toy metric: the engine's tests need a scorer, not Inception on a CPU -------------------------------------

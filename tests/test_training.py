@@ -39,13 +39,7 @@ SCHEME_A = ("student_mode=full", "clip_loss=false", "ema=false", "log_with=csv",
             "gradient_accumulation_steps=2")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The toy networks train faster on one thread, and much faster when other jobs share the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # the toy networks train faster on one thread
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(90))  # about 180 BPE tokens: over the 77-token limit
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # the toy networks train faster on one thread
 
 
 def trainer_for(tmp_path: Path, **overrides):

@@ -114,8 +114,16 @@ class FDDinov2(_TwoSetMetric):
         from bench.metrics.fid import frechet_to_reference
 
         gen, ref = self.features(ctx)
-        value = frechet_to_reference(gen, ref, {**self.spec().extractor_spec(), "crop": self.args["crop"]})
+        value = frechet_to_reference(gen, ref, self._stats_key())
         return self.result(value, gen, ref, features=f"DINOv2 {self.args['arch']} CLS token (dgm-eval preprocessing)")
+
+    def _stats_key(self) -> dict[str, Any]:
+        return {**self.spec().extractor_spec(), "crop": self.args["crop"]}
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]] | None:
+        from bench.metrics.fid import frechet_bootstrap
+
+        return frechet_bootstrap(ctx, self.spec(), self._stats_key(), "fd_dinov2", draws)
 
 
 class CMMD(_TwoSetMetric):

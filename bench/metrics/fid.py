@@ -188,6 +188,19 @@ def few_samples(gen: np.ndarray, ref: np.ndarray) -> bool:
     return min(len(gen), len(ref)) * 2 <= gen.shape[1]
 
 
+def frechet_bootstrap(ctx: MetricContext, spec: FeatureSpec, stats_key: dict[str, Any], key: str,
+                      draws: Sequence[Any]) -> list[dict[str, float]] | None:
+    """Bootstrap replicates of a Frechet distance (result ``key``) against the fixed reference Gaussian, all on
+    the run's device (:meth:`FrechetReference.resampled_distances`); None with few samples (the engine then
+    recomputes each replicate). ``stats_key`` keys the cached reference statistics."""
+    gen, ref = ctx.image_features(spec, "generated"), ctx.image_features(spec, "reference")
+    if few_samples(gen, ref):
+        return None
+    values = reference_gaussian(ref, stats_key).resampled_distances(gen, [idx for idx, _groups in draws],
+                                                                    getattr(ctx, "device", None))
+    return [{key: v} for v in values]
+
+
 def frechet_to_reference(gen: np.ndarray, ref: np.ndarray, extractor_spec: dict[str, Any]) -> float:
     """Frechet distance between generated and reference features; repeated calls against one reference
     (bootstrap replicates) cost one covariance and one eigenproblem (:func:`reference_gaussian`)."""
@@ -222,16 +235,8 @@ class FID(_InceptionMetric):
                                                       n_generated=len(gen), n_reference=len(ref)))
 
     def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]] | None:
-        """All replicates against the fixed reference Gaussian, on the run's device
-        (:meth:`FrechetReference.resampled_distances`); few samples: the engine's per-replicate path."""
         spec = self.spec()
-        gen, ref = ctx.image_features(spec, "generated"), ctx.image_features(spec, "reference")
-        if few_samples(gen, ref):
-            return None
-        device = getattr(ctx, "device", None)
-        values = reference_gaussian(ref, spec.extractor_spec()).resampled_distances(
-            gen, [idx for idx, _groups in draws], device)
-        return [{"fid": v} for v in values]
+        return frechet_bootstrap(ctx, spec, spec.extractor_spec(), "fid", draws)
 
 
 class KID(_InceptionMetric):
