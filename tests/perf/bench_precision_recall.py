@@ -5,8 +5,9 @@
   (real x real, fake x fake, real x fake as full matrix products: the floor), torch-fidelity's full-matrix
   implementation and prdc. Targets: at most 1.25 x the floor, faster than both references, identical values.
 - ``precision_recall_coco.json``: N_real = 40,504 (all of COCO val2014), N_fake = 30,000, in a child process
-  whose peak resident memory (ru_maxrss, everything included: interpreter, torch, the features) must stay
-  at most 2 GB.
+  whose peak resident memory (the process's own high-water mark, VmHWM; everything included: interpreter,
+  torch, the features) must stay at most 2 GB. (ru_maxrss would not do: Linux carries it across fork and exec,
+  so the child would report the peak of the benchmark process that started it.)
 - ``precision_recall_gpu.json`` (only where CUDA is available): 50,000 x 50,000 on the GPU.
 
 Sizes and repeats can be changed with BENCH_PR_N, BENCH_PR_ROUNDS, BENCH_PR_REF_ROUNDS, BENCH_PR_COCO
@@ -159,17 +160,28 @@ def run_speed() -> dict[str, Any]:
     }
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak resident memory: VmHWM from /proc (ru_maxrss where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child_memory(n_real: int, n_fake: int) -> dict[str, Any]:
     """Runs in a fresh process: generate the features, score them, report peak memory."""
     import torch
 
     from bench.metrics.precision_recall import precision_recall
 
-    rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_imports = peak_rss_bytes()
     real, fake = features(n_real, 1, 64), features(n_fake, 2, 48)
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_data = peak_rss_bytes()
     out, w, c = timed(lambda: precision_recall(real, fake, 3))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     return {"values": out, "seconds": w, "cpu_seconds": c, "peak_rss_bytes": peak,
             "peak_rss_after_imports_bytes": rss_imports,
             "peak_rss_after_features_bytes": rss_data, "feature_bytes": (n_real + n_fake) * DIM * 4,
