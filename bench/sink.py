@@ -35,7 +35,7 @@ class Sink:
 
     ``networks`` are the run's feature networks, built in the sink's thread. When images are saved, a network
     that cannot be built (say, weights missing) is left to the scoring step, which computes its features from
-    the files and raises the same error there if it persists; ``deferred`` records why.
+    the files and raises the same error there if it persists.
     """
 
     def __init__(self, store: RunStore, suite: Any, seed: int, rank: int, device: Any, timings: Timings,
@@ -51,7 +51,6 @@ class Sink:
         self.show_progress = show_progress
         self._networks = list(networks)
         self.streamed = StreamedFeatures([], timings)
-        self.deferred: dict[str, str] = {}
         self.generated = 0
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=PENDING_CHUNKS)
@@ -66,11 +65,6 @@ class Sink:
         # them at once only makes both wait on each other, so they take turns. On a GPU they overlap.
         self.compute_lock: Any = (threading.Lock() if getattr(device, "type", str(device)) == "cpu"
                                   else contextlib.nullcontext())
-
-    @property
-    def extractors(self) -> dict[str, Any]:
-        """The networks that were streamed, by key."""
-        return {k: n.extractor for k, n in self.streamed.networks.items()}
 
     # -- called from the generating thread --------------------------------------------------------
     def start(self, total: int = 0) -> None:
@@ -186,11 +180,10 @@ class Sink:
                 with self.compute_lock:
                     net.extractor.model  # noqa: B018 - build now, off the generating thread
                 built.append(net)
-            except BenchError as exc:
+            except BenchError:
                 if not self.save:
                     raise
                 # scored later from the saved files, where the same error is raised again if it persists
-                self.deferred[net.key] = str(exc)
         self.streamed = StreamedFeatures(built, self.timings)
 
     def _use_device(self) -> None:
