@@ -22,37 +22,36 @@ HASH_CACHE_FILE = "file-hashes.json"
 _lock = threading.Lock()
 
 
-def _cache_path() -> Path:
-    return cache_dir() / HASH_CACHE_FILE
+class _HashCache:
+    """The file-hash cache, read once and written once (if it changed) per fingerprint."""
 
-
-def _read_cache() -> dict[str, str]:
-    try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's content, cached by (absolute path, size, modification time)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    with _lock:
-        cache = _read_cache()
-        if key in cache:
-            return cache[key]
-    digest = sha256_file(p)
-    with _lock:
-        cache = _read_cache()
-        cache[key] = digest
+    def __init__(self) -> None:
+        self.path = cache_dir() / HASH_CACHE_FILE
         try:
-            _cache_path().parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(_cache_path(), cache)
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        self.entries: dict[str, str] = ({str(k): str(v) for k, v in data.items()} if isinstance(data, dict)
+                                        else {})
+        self.changed = False
+
+    def sha256(self, path: Path) -> str:
+        p = path.resolve()
+        st = p.stat()
+        key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in self.entries:
+            self.entries[key] = sha256_file(p)
+            self.changed = True
+        return self.entries[key]
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, self.entries)
         except OSError:
             pass  # an unwritable cache only costs hashing again next time
-    return digest
 
 
 def _files(folder: Path) -> list[Path]:
@@ -64,12 +63,17 @@ def _files(folder: Path) -> list[Path]:
 
 
 def path_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"sha256": ..., "files": n}`` of a file (n = 1) or of every file in a folder."""
+    """``{"sha256": ..., "files": n}`` of a file (n = 1; the file's own SHA-256) or of every file in a folder."""
     p = Path(path)
-    if p.is_file():
-        return {"sha256": file_sha256(p), "files": 1}
-    h = hashlib.sha256()
-    files = _files(p)
-    for f in files:
-        h.update(f"{f.relative_to(p).as_posix()}\0{file_sha256(f)}\n".encode())
-    return {"sha256": h.hexdigest(), "files": len(files)}
+    with _lock:
+        cache = _HashCache()
+        try:
+            if p.is_file():
+                return {"sha256": cache.sha256(p), "files": 1}
+            h = hashlib.sha256()
+            files = _files(p)
+            for f in files:
+                h.update(f"{f.relative_to(p).as_posix()}\0{cache.sha256(f)}\n".encode())
+            return {"sha256": h.hexdigest(), "files": len(files)}
+        finally:
+            cache.save()
