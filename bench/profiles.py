@@ -20,7 +20,7 @@ This module is plain data (no heavy imports): ``python -m bench list profiles`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.errors import BenchError
@@ -88,16 +88,18 @@ _RELEASE_NOTES = (
     "generation noise (set_seed(0) then one randn per prompt in order) is not reproduced: it depends on the device",
 )
 
+_RELEASE = Profile(
+    name="sbv2-release",
+    summary="the SwiftBrush v2 evaluation release step by step, quirks included (default)",
+    prompts="sbv2", num_prompts=30_000, crop_rounding="round",
+    metrics={"clip_score": dict(_CLIP), "precision_recall": dict(_RELEASE_PR), "inception_score": dict(_IS),
+             "hps": {"version": "v2.1"}},
+    quirks=("crop-offset-round-half-even", "pr-bgr-channels", "pr-fp16-distances", "hps-v2.1-vs-paper-v2.0"),
+    notes=_RELEASE_NOTES,
+)
+
 PROFILES: dict[str, Profile] = {
-    "sbv2-release": Profile(
-        name="sbv2-release",
-        summary="the SwiftBrush v2 evaluation release step by step, quirks included (default)",
-        prompts="sbv2", num_prompts=30_000, crop_rounding="round",
-        metrics={"clip_score": dict(_CLIP), "precision_recall": dict(_RELEASE_PR), "inception_score": dict(_IS),
-                 "hps": {"version": "v2.1"}},
-        quirks=("crop-offset-round-half-even", "pr-bgr-channels", "pr-fp16-distances", "hps-v2.1-vs-paper-v2.0"),
-        notes=_RELEASE_NOTES,
-    ),
+    "sbv2-release": _RELEASE,
     "clean": Profile(
         name="clean",
         summary="the release's pipeline with its quirks fixed (RGB, exact distances, floor crop offset, HPS v2.0)",
@@ -110,13 +112,10 @@ PROFILES: dict[str, Profile] = {
                "of exact arithmetic",
                "HPS v2.0, the version of the HPSv2 paper's published table"),
     ),
-    "dmd2": Profile(
-        name="dmd2",
+    # DMD2 releases FID and CLIP only, with the release's CLIP settings: everything but the prompts is the release's
+    "dmd2": replace(
+        _RELEASE, name="dmd2", prompts="dmd2",
         summary="DMD2's coco_eval: its 30,000-caption list; CLIP as the release; other metrics as sbv2-release",
-        prompts="dmd2", num_prompts=30_000, crop_rounding="round",
-        metrics={"clip_score": dict(_CLIP), "precision_recall": dict(_RELEASE_PR), "inception_score": dict(_IS),
-                 "hps": {"version": "v2.1"}},
-        quirks=("crop-offset-round-half-even", "pr-bgr-channels", "pr-fp16-distances", "hps-v2.1-vs-paper-v2.0"),
         notes=("prompts: DMD2's captions_coco14_test.txt, line i without its line break",
                "CLIP score: DMD2 tokenizes the caption with OpenAI CLIP's tokenizer and splices in the tokens of "
                "'A photo depicts ' (truncated to 77, EOT last), which gives the tokens of the joined text",
