@@ -128,7 +128,7 @@ def test_cmmd_batch_replicates_equal_one_compute_per_resample(monkeypatch):
 def test_manifold_metrics_bootstrap_from_per_sample_decisions():
     """Precision and density resample the generated samples (the draws), recall and coverage the reference
     samples (seeded by each draw), with the other manifold fixed; checked against prdc-style by-hand terms."""
-    from bench.metrics.precision_recall import DensityCoverage, PrecisionRecall, _reference_draw
+    from bench.metrics.manifold import DensityCoverage, PrecisionRecall, _reference_draw
 
     rng = np.random.default_rng(5)
     ref, gen = rng.normal(size=(60, 6)), rng.normal(0.3, 1.1, size=(50, 6))

@@ -13,9 +13,9 @@ def register_metrics(register):
              description="Inception Score of the generated images (10 splits)", keys=["inception_score"])
     register("clip_score", "bench.metrics.clip_score:ClipScore",
              description="CLIP score: mean cosine, open_clip ViT-g-14", keys=["clip_score"])
-    register("precision_recall", "bench.metrics.precision_recall:PrecisionRecall",
+    register("precision_recall", "bench.metrics.manifold:PrecisionRecall",
              description="improved precision/recall, k=3, Inception features", keys=["precision", "recall"])
-    register("density_coverage", "bench.metrics.precision_recall:DensityCoverage",
+    register("density_coverage", "bench.metrics.manifold:DensityCoverage",
              description="density/coverage, k=5, Inception features", keys=["density", "coverage"])
     register("hps", "bench.metrics.hps:HPS", description="HPSv2 human preference score (x100)", keys=["hps"])
     register("latency", "bench.metrics.latency:Latency", description="batch-1 latency in the run",

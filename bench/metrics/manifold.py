@@ -1,0 +1,127 @@
+"""The metrics on k-nearest-neighbour manifolds: improved precision/recall (Kynkaanniemi et al. 2019) and
+density/coverage (Naeem et al. 2020), on any registered feature network. The exact neighbour search they run on
+is :mod:`bench.metrics.precision_recall` (the ADM evaluator's float16 variant: :mod:`bench.metrics.pr_adm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.precision_recall import density_coverage_counts, precision_recall_masks
+from bench.options import Option
+
+
+class _ManifoldMetric(Metric):
+    options = {
+        "weights": WEIGHTS_OPTION,
+        "seed": Option(0, int, help="seed of random weights", minimum=0),
+        "k": Option(3, int, minimum=1),
+        "features": Option("inception", str, None,
+                           "any registered feature network (`bench list extractors`): inception, the pool3 features "
+                           "FID uses (no second pass); inception_tf1: pool3 after TF1 bilinear resize (ADM "
+                           "evaluator); vgg16: fc2, as the original paper; dinov2, ..."),
+        "channels": Option("rgb", str, ("rgb", "bgr"), "channel order fed to inception_tf1 (bgr: the ADM quirk)"),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        from bench import plugins
+
+        plugins.current().extractors.get(self.args["features"])  # an unknown name: one line with a did-you-mean
+
+    def spec(self) -> FeatureSpec:
+        opts = {"weights": self.args["weights"], "seed": self.args["seed"]}
+        if self.args["features"] == "inception_tf1":
+            opts["channels"] = self.args["channels"]
+        return FeatureSpec(self.args["features"], opts)
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [self.spec()]
+
+    def _features(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.spec()
+        return ctx.image_features(spec, "reference"), ctx.image_features(spec, "generated")
+
+    def _describe(self, real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
+        names = {"inception": "inception-v3 pool3 (2048-d)", "vgg16": "vgg16 fc2 (4096-d)",
+                 "inception_tf1": f"inception-v3 pool3 (2048-d), TF1 bilinear resize, {self.args['channels']}"}
+        feats = names.get(self.args["features"], self.args["features"])
+        return self._info(k=self.args["k"], features=feats, n_reference=len(real),
+                          n_generated=len(fake))
+
+
+def _device(ctx: MetricContext) -> Any:
+    dev = getattr(ctx, "device", None)
+    return dev if dev is not None else "cpu"
+
+
+class PrecisionRecall(_ManifoldMetric):
+    """Improved precision and recall, k = 3, on Inception-v3 pool3 features (VGG-16 fc2 as an option)."""
+
+    name = "precision_recall"
+    keys = ("precision", "recall")
+    higher_is_better = {"precision": True, "recall": True}
+    options = {**_ManifoldMetric.options,
+               "distances": Option("exact", str, ("exact", "fp16-adm"),
+                                   "exact: decisions of exact arithmetic; fp16-adm: the ADM evaluator's float16 "
+                                   "distances (bench.metrics.pr_adm)")}
+
+    def _masks(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        real, fake = self._features(ctx)
+        if self.args["distances"] == "fp16-adm":
+            from bench.metrics.pr_adm import adm_precision_recall_masks as masks
+        else:
+            masks = precision_recall_masks
+        prec, rec = masks(real, fake, k=self.args["k"], device=_device(ctx))
+        return real, fake, prec, rec
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        real, fake, prec, rec = self._masks(ctx)
+        values = {"precision": float(prec.mean()), "recall": float(rec.mean())}
+        return MetricResult(values, {**self._describe(real, fake), "distances": self.args["distances"]})
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
+        """From the per-sample decisions, computed once: precision resamples the generated samples (the draws),
+        recall the reference samples (seeded per replicate), each with the other set's manifold fixed."""
+        _, _, prec, rec = self._masks(ctx)
+        return [{"precision": float(prec[idx].mean()), "recall": float(rec[_reference_draw(len(rec), idx)].mean())}
+                for idx, _groups in draws]
+
+
+class DensityCoverage(_ManifoldMetric):
+    """Density and coverage, k = 5, on Inception-v3 pool3 features (VGG-16 fc2 as an option)."""
+
+    name = "density_coverage"
+    keys = ("density", "coverage")
+    higher_is_better = {"density": True, "coverage": True}
+    options = {**_ManifoldMetric.options, "k": Option(5, int, minimum=1)}
+
+    def _counts(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        real, fake = self._features(ctx)
+        count, cov = density_coverage_counts(real, fake, k=self.args["k"], device=_device(ctx))
+        return real, fake, count, cov
+
+    def compute(self, ctx: MetricContext) -> MetricResult:
+        real, fake, count, cov = self._counts(ctx)
+        values = {"density": float(count.sum()) / (self.args["k"] * len(count)), "coverage": float(cov.mean())}
+        return MetricResult(values, self._describe(real, fake))
+
+    def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
+        """As precision/recall's: density resamples the generated samples, coverage the reference samples."""
+        _, _, count, cov = self._counts(ctx)
+        k = self.args["k"]
+        return [{"density": float(count[idx].sum()) / (k * len(idx)),
+                 "coverage": float(cov[_reference_draw(len(cov), idx)].mean())} for idx, _groups in draws]
+
+
+def _reference_draw(n: int, generated_draw: np.ndarray) -> np.ndarray:
+    """The reference indices of a bootstrap replicate, drawn with replacement from a seed made of the replicate's
+    generated draw (so they follow the run's bootstrap seed and differ between replicates)."""
+    import hashlib
+
+    digest = hashlib.blake2b(np.ascontiguousarray(generated_draw, np.int64).tobytes(), digest_size=8).digest()
+    return np.random.default_rng([n, int.from_bytes(digest, "little")]).integers(0, n, n)
