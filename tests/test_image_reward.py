@@ -99,3 +99,54 @@ def test_image_reward_metric_streams_each_image_with_its_prompt(tmp_path, one_th
 
     with pytest.raises(BenchError, match="prompts"):
         features_in_batches(ext, np.stack(images[:2]))
+
+
+#: ImageReward's med_config.json (BLIP's BERT-base text encoder with cross-attention; vocabulary 30,524)
+MED_CONFIG = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+              "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
+              "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert",
+              "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 0, "type_vocab_size": 2,
+              "vocab_size": 30524, "encoder_width": 768, "add_cross_attention": True}
+
+
+def test_image_reward_equals_the_image_reward_package_when_installed(tmp_path, monkeypatch):
+    """With the ``image-reward`` package importable: its own ImageReward model (full size, its random
+    initialisation, saved as ImageReward.pt) and its ``score(prompt, image)`` against this project's scorer on the
+    same file, images and prompts. Both sides ask for the ``bert-base-uncased`` tokenizer; offline, both get one
+    built from a vocabulary the test writes. ``tox -e imagereward`` installs image-reward 1.5 and sets
+    BENCH_REQUIRE_IMAGE_REWARD=1, which turns the skip into a failure."""
+    import json
+    import os
+
+    if os.environ.get("BENCH_REQUIRE_IMAGE_REWARD") != "1":
+        pytest.importorskip("ImageReward")
+    from ImageReward.ImageReward import ImageReward as PackageImageReward
+    from PIL import Image
+    from transformers import BertTokenizer
+
+    words = sorted({w for p in PROMPTS for w in p.split()} | {"chair", "cats"})
+    vocab = ["[PAD]", *(f"[unused{i}]" for i in range(99)), "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    asked = []
+
+    def local_tokenizer(cls, name, *args, **kwargs):
+        asked.append(name)
+        return cls(vocab_file=str(tmp_path / "vocab.txt"))
+
+    monkeypatch.setattr(BertTokenizer, "from_pretrained", classmethod(local_tokenizer))
+    (tmp_path / "med_config.json").write_text(json.dumps(MED_CONFIG))
+    torch.manual_seed(3)
+    theirs_model = PackageImageReward(med_config=str(tmp_path / "med_config.json"), device="cpu").eval()
+    for p in theirs_model.mlp.parameters():  # the package's head init is tiny (std 1/769): spread the rewards
+        p.data.normal_(0.0, 0.05)
+    torch.save(theirs_model.state_dict(), tmp_path / "ImageReward.pt")
+
+    imgs = [noisy_images(1, h, w, 10 + i)[0] for i, (h, w) in enumerate([(300, 200), (256, 256), (200, 310)])]
+    prompts = [PROMPTS[0], "two cats on a red chair", PROMPTS[2]]
+    with torch.no_grad():
+        theirs = np.array([theirs_model.score(p, Image.fromarray(im)) for p, im in zip(prompts, imgs, strict=True)])
+    del theirs_model
+    ours = ImageRewardScorer(weights="pretrained", checkpoint=str(tmp_path / "ImageReward.pt")).score(imgs, prompts)
+    assert asked == ["bert-base-uncased", "bert-base-uncased"]
+    assert np.ptp(theirs) > 1e-3  # the images and prompts are told apart
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
