@@ -37,7 +37,7 @@ from bench.feature_cache import GeneratedFeatures
 from bench.features import FeatureStore, Network, RunContext, chunks, default_workers
 from bench.generator import Generator
 from bench.images import to_uint8_and_flags
-from bench.metrics.base import Metric, result_key
+from bench.metrics.base import Metric, check_sample_count, result_key
 from bench.results import Results, comparability, flag_summary, ordered_timings, weights_verdict
 from bench.sink import Sink
 from bench.store import RunStore
@@ -114,8 +114,6 @@ class Run:
         self.metrics = self._build_metrics(reg)
         # Every feature network is resolved now: an unknown one fails before any image is generated.
         self.networks = self._networks()
-        self.generator = generator if generator is not None else session.generator(request.method,
-                                                                                   request.method_args)
         items = self.suite.prompts()
         if not items:
             raise BenchError(f"suite {request.suite!r} has no prompts")
@@ -127,7 +125,12 @@ class Run:
                                  f"{request.suite!r}; use at most {len(items)}")
             items = items[: request.limit]
         self.items = items
+        for metric in self.metrics:  # too few samples: refused now, not after generation
+            check_sample_count(metric.name, "generated", len(items), metric.min_samples())
         self.suite.check_data(any(m.needs_reference for m in self.metrics))
+        # Loaded last: a bad option, prompt file or data root fails without waiting for the weights.
+        self.generator = generator if generator is not None else session.generator(request.method,
+                                                                                   request.method_args)
         self.store = RunStore(request.run_dir())
 
     def _build_metrics(self, reg: Any) -> list[Metric]:
@@ -367,6 +370,7 @@ class Run:
         for metric in self.metrics:
             before = timings.total("features/") + timings.total("reference_features/") + timings.total("text_")
             start = time.perf_counter()
+            self._check_reference_count(metric, ctx)
             result = metric.compute(ctx)
             elapsed = time.perf_counter() - start
             features = (timings.total("features/") + timings.total("reference_features/")
@@ -381,6 +385,13 @@ class Run:
             attach_interval(info[metric.name], metric, ctx, result.values, keys, self.req.bootstrap,
                             self.req.bootstrap_seed)
         return values, info, fs.reference_info
+
+    @staticmethod
+    def _check_reference_count(metric: Metric, ctx: Any) -> None:
+        needs = metric.min_samples()
+        if metric.needs_reference and needs.reference > 1:
+            for spec in metric.feature_specs():
+                check_sample_count(metric.name, "reference", len(ctx.image_features(spec, "reference")), needs)
 
     def _results(self, config: dict[str, Any], values: dict[str, float], info: dict[str, Any],
                  reference: dict[str, Any], flags: list[str | None], generated: int, resumed: bool,

@@ -72,6 +72,8 @@ def _bench_cases(p: dict[str, Path]) -> list[list[str]]:
         [*run, "--metric-args", "fid"], [*run, "--metric-args", "fid.weights=random"],
         [*run, "--suite-args", "eval_size=-3"], [*run, "--suite-args", "eval_resample=magic"],
         [*run, "--metrics", ","], [*run, "--metrics", "fdi"], [*run, "--prompts", str(p["missing"])],
+        *([*run, "--metrics", m, "--metric-args", f"{m}.weights=random"]  # one sample is too few for these
+          for m in ("fid", "kid", "inception_score", "precision_recall", "fd_dinov2")),
         [*RUN, "--out", str(p["file"])], [*RUN, "--out", str(p["file"] / "sub")],
         [*run, "--run-name", ".."], [*run, "--run-name", "a/b"], [*run, "--run-name", ""],
         ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(p["file"]), "--out", out],
@@ -232,3 +234,31 @@ def test_long_prompts_are_cut_counted_and_recorded(tmp_path, coco_root, one_thre
     assert config["prompts_truncated"] == {"count": 2, "token_limit": 77}
     rows = [json.loads(x) for x in (tmp_path / "runs" / "coco30k-tiny" / "manifest.jsonl").read_text().splitlines()]
     assert [len(r["prompt"]) for r in rows] == [9, len(words), 1000]
+
+
+def test_too_few_samples_are_refused_before_generation_and_after_it_nothing_is_lost(tmp_path, make_coco_root,
+                                                                                   one_thread):
+    """Too few generated samples for a metric: one line naming the metric, its setting and the count, before any
+    image is generated. Too few reference images (known only once they are read): one line after generation,
+    and the generated images stay, so the next run resumes them."""
+    out = tmp_path / "runs"
+    line = _check("bench", [*RUN, "--limit", "3", "--metrics", "precision_recall", "--metric-args",
+                            "precision_recall.weights=random", "--out", str(out)], 2)
+    assert "'precision_recall' needs at least 4 generated samples (k=3), but this run has 3" in line
+    assert not out.exists()
+    _check("bench", [*RUN, "--limit", "3", "--metrics", "precision_recall", "--metric-args",
+                     "precision_recall.weights=random,precision_recall.k=2", "--out", str(out)], 0)
+    root = make_coco_root(tmp_path / "coco", n_images=3)
+    coco = ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(root), "--limit", "5", "--device",
+            "cpu", "--out", str(out), "--metric-args"]
+    rc, _, err = _cli("bench", [*coco, "precision_recall.weights=random", "--metrics", "precision_recall"])
+    assert rc == 2 and "Traceback" not in err  # after the progress bars, one line of error
+    assert err.rstrip().endswith("'precision_recall' needs at least 4 reference samples (k=3), but this run has 3: "
+                                 "give the suite a larger reference set (--data-root), or leave the metric out "
+                                 "with --metrics") and err.count("error") == 1
+    manifest = out / "coco30k-tiny" / "manifest.jsonl"
+    assert len(manifest.read_text().splitlines()) == 5
+    before = manifest.read_bytes()
+    _check("bench", [*coco, "fid.weights=random", "--metrics", "fid"], 0)
+    assert manifest.read_bytes() == before
+    assert json.loads((out / "coco30k-tiny" / "results.json").read_text())["images"]["generated_this_run"] == 0

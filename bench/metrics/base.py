@@ -11,6 +11,8 @@ What the engine reads from a metric, and nothing else:
   fails then, not after generation) and streams every generated image through them while generating.
 * :attr:`Metric.needs_reference`: whether the suite's reference images must be present.
 * :attr:`Metric.higher_is_better`: the direction of each output key, for tables and plots.
+* :meth:`Metric.min_samples`: how many generated and reference samples it needs; a run with fewer generated
+  ones is refused before any image is generated, one with fewer reference ones before the metric is computed.
 * :attr:`Metric.name`: set to the name the metric was registered under; it keys the metric's results.
 """
 
@@ -21,7 +23,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
@@ -93,6 +95,27 @@ class MetricResult:
         return bool(self.info.get("comparable", self.info.get("weights", "pretrained") == "pretrained"))
 
 
+class SampleNeeds(NamedTuple):
+    """The fewest samples a metric works with; ``because`` names the setting behind the count (``k=3``)."""
+
+    generated: int
+    reference: int
+    because: str = ""
+
+
+def check_sample_count(metric: str, which: str, have: int, needs: SampleNeeds) -> None:
+    """One line, exit 2, when ``have`` ``which`` ("generated" or "reference") samples are too few."""
+    need = needs.generated if which == "generated" else needs.reference
+    if have >= need:
+        return
+    from bench.errors import BenchError
+
+    why = f" ({needs.because})" if needs.because else ""
+    fix = ("use a larger --limit or more prompts, or leave the metric out with --metrics" if which == "generated"
+           else "give the suite a larger reference set (--data-root), or leave the metric out with --metrics")
+    raise BenchError(f"metric {metric!r} needs at least {need} {which} samples{why}, but this run has {have}: {fix}")
+
+
 class Metric(ABC):
     """Base class of metrics; subclasses set ``name``, ``keys``, ``options`` and ``higher_is_better``, declare
     their networks in :meth:`feature_specs` and implement :meth:`compute`."""
@@ -127,6 +150,10 @@ class Metric(ABC):
         group labels) pairs, see :func:`bench.bootstrap.draws`), for metrics that can do it much faster than
         :meth:`compute` on each resampled context; None (the default) lets the engine do the latter."""
         return None
+
+    def min_samples(self) -> SampleNeeds:
+        """The fewest generated and reference samples :meth:`compute` works with (default: one of each)."""
+        return SampleNeeds(1, 1)
 
     def direction(self, key: str) -> bool | None:
         """:attr:`higher_is_better` of an output key (``hps/anime`` reads ``hps``); None when undeclared."""

@@ -25,7 +25,8 @@ def hps_image_transform(image: np.ndarray, size: int, mean: Sequence[float], std
     import torchvision.transforms.functional as TF
     from torchvision.transforms import InterpolationMode
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
+    # a copy: decoded images can be read-only arrays, which torch.from_numpy warns about
+    x = torch.from_numpy(np.array(image, dtype=np.uint8, order="C")).permute(2, 0, 1).float().div(255)
     h, w = x.shape[1:]
     scale = size / float(max(h, w))
     if scale != 1.0:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult, SampleNeeds
 from bench.metrics.preprocess import Preprocess
 from bench.options import Option
 
@@ -109,6 +109,9 @@ class FDDinov2(_TwoSetMetric):
 
     def extractor_options(self) -> dict[str, Any]:
         return {"arch": self.args["arch"]}
+
+    def min_samples(self) -> SampleNeeds:
+        return SampleNeeds(2, 2, "a covariance of each set")
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         from bench.metrics.fid import frechet_to_reference

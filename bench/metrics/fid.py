@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult, SampleNeeds
 from bench.options import Option
 
 
@@ -226,6 +226,9 @@ class FID(_InceptionMetric):
     keys = ("fid",)
     higher_is_better = {"fid": False}
 
+    def min_samples(self) -> SampleNeeds:
+        return SampleNeeds(2, 2, "a covariance of each set")
+
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()
         gen = ctx.image_features(spec, "generated")
@@ -249,6 +252,9 @@ class KID(_InceptionMetric):
     options = {**_InceptionMetric.options, "subsets": Option(100, int, minimum=1),
                "subset_size": Option(1000, int, minimum=2),
                "subset_seed": Option(0, int, help="seed of the subset draws", minimum=0)}
+
+    def min_samples(self) -> SampleNeeds:
+        return SampleNeeds(2, 2)
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()
@@ -283,6 +289,9 @@ class InceptionScore(_InceptionMetric):
         if self.args["variant"] == "torch-fidelity":
             return FeatureSpec("inception_tf1", {**spec.options, "channels": "rgb"})
         return spec
+
+    def min_samples(self) -> SampleNeeds:
+        return SampleNeeds(self.args["splits"], 0, f"splits={self.args['splits']}")
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()

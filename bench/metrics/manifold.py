@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult, SampleNeeds
 from bench.metrics.precision_recall import density_coverage_counts, precision_recall_masks
 from bench.options import Option
 
@@ -70,6 +70,10 @@ class PrecisionRecall(_ManifoldMetric):
                                    "exact: decisions of exact arithmetic; fp16-adm: the ADM evaluator's float16 "
                                    "distances (bench.metrics.pr_adm)")}
 
+    def min_samples(self) -> SampleNeeds:
+        k = self.args["k"]
+        return SampleNeeds(k + 1, k + 1, f"k={k}")
+
     def _masks(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         real, fake = self._features(ctx)
         if self.args["distances"] == "fp16-adm":
@@ -99,6 +103,10 @@ class DensityCoverage(_ManifoldMetric):
     keys = ("density", "coverage")
     higher_is_better = {"density": True, "coverage": True}
     options = {**_ManifoldMetric.options, "k": Option(5, int, minimum=1)}
+
+    def min_samples(self) -> SampleNeeds:
+        k = self.args["k"]
+        return SampleNeeds(1, k + 1, f"k={k}")
 
     def _counts(self, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         real, fake = self._features(ctx)

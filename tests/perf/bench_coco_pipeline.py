@@ -7,16 +7,22 @@ fills the reference-feature cache (the COCO-30K goal assumes cached reference fe
 timed runs of different sizes give the cost per image (their difference) and the fixed cost (loading,
 compiling, metric math); the 30,000-image figure is fixed + 30,000 x per-image.
 
+The runs use the suite's default protocol profile (``sbv2-release``: two Inception passes, the clean-fid one
+for FID and the TF1-resize + BGR one for the release's precision/recall) with CLIP in float32 as that profile
+does (``--clip-precision amp`` times float16 autocast instead; several precisions give one variant each).
+``--extra-metrics fd_dinov2,cmmd`` adds, per precision, a variant with those metrics on top.
+
 On CUDA: ``sd-turbo`` with seeded random full-size weights, bf16, ``compile=true``, and the real metric
-architectures with seeded random weights (Inception-v3, open_clip ViT-g-14), once per CLIP precision asked
-for. Without CUDA: the ``tiny`` method, a smaller CLIP tower and a handful of images, so the script keeps
-working. Numbers measured with random weights time the real computation; the metric values mean nothing.
+architectures with seeded random weights (Inception-v3 twice, open_clip ViT-g-14; DINOv2 ViT-L/14 and CLIP
+ViT-L/14-336 for the extra metrics). Without CUDA: the ``tiny`` method, toy-size metric networks and a handful
+of images, so the script keeps working. Numbers measured with random weights time the real computation; the
+metric values mean nothing.
 
 ``--single N`` instead times one cold run of N images (nothing cached; prompts given with ``--prompts``)
 against the larger size's reference images.
 
 Run: ``python tests/perf/bench_coco_pipeline.py [--sizes 512,2560] [--batch-size 64]
-[--clip-precision amp,fp32] [--single N]``; JSON goes to ``results/perf/coco_pipeline-<device>.json`` (or
+[--clip-precision fp32,amp] [--extra-metrics fd_dinov2,cmmd] [--single N]``; JSON goes to ``results/perf/coco_pipeline-<device>.json`` (or
 ``coco_pipeline_single-<N>-<device>.json``; folder ``--out`` or ``$BENCH_PERF_OUT``).
 """
 
@@ -87,22 +93,26 @@ def run_once(args: list[str]) -> dict[str, Any]:
     return json.loads(out.getvalue())
 
 
-def settings(cuda: bool, precision: str) -> dict[str, Any]:
-    """Method, dtype and metric arguments of the benchmark runs."""
+DEFAULT_METRICS = ("fid", "clip_score", "precision_recall", "density_coverage")
+
+
+def settings(cuda: bool, precision: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Method, dtype, metrics and metric arguments of the benchmark runs; ``extra``: metrics added to the
+    suite's defaults (random weights; toy-size networks without CUDA)."""
     clip_model = "ViT-g-14" if cuda else "ViT-B-32"
     method, method_args, dtype = ("sd-turbo", "weights=random,compile=true", "bf16") if cuda else ("tiny", "", "fp32")
-    metric_args = ",".join([
-        "fid.weights=random", "precision_recall.weights=random", "density_coverage.weights=random",
-        "clip_score.weights=random", f"clip_score.model={clip_model}", f"clip_score.precision={precision}",
-    ])
+    margs = ["fid.weights=random", "precision_recall.weights=random", "density_coverage.weights=random",
+             "clip_score.weights=random", f"clip_score.model={clip_model}", f"clip_score.precision={precision}"]
+    for metric in extra:
+        margs += [f"{metric}.weights=random"] + ([] if cuda else [f"{metric}.size=tiny"])
     return {"method": method, "method_args": method_args, "dtype": dtype, "clip_model": clip_model,
-            "metric_args": metric_args}
+            "metrics": ",".join((*DEFAULT_METRICS, *extra)), "metric_args": ",".join(margs)}
 
 
 def run_args(cfg: dict[str, Any], root: Path, num_prompts: int, batch_size: int) -> list[str]:
     args = ["run", "--method", cfg["method"], "--suite", "coco30k", "--data-root", str(root),
             "--suite-args", f"num_prompts={num_prompts}", "--dtype", cfg["dtype"], "--batch-size", str(batch_size),
-            "--metric-args", cfg["metric_args"], "--json"]
+            "--metrics", cfg["metrics"], "--metric-args", cfg["metric_args"], "--json"]
     return args + (["--method-args", cfg["method_args"]] if cfg["method_args"] else [])
 
 
@@ -148,8 +158,9 @@ def measure_single(n: int, n_reference: int, batch_size: int, precision: str) ->
 
 
 def measure(sizes: tuple[int, int], batch_size: int, clip_precisions: list[str],
-            save: Any = None) -> dict[str, Any]:
-    """The benchmark record; ``save(record)`` is called after each CLIP precision's runs (partial results)."""
+            save: Any = None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The benchmark record; ``save(record)`` is called after each variant's runs (partial results). Variants:
+    each CLIP precision, then with ``extra`` each precision again with those metrics added."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -171,17 +182,21 @@ def measure(sizes: tuple[int, int], batch_size: int, clip_precisions: list[str],
         t = time.perf_counter()
         write_root(tmp_path / "coco", large, 640, 480)
         record["synthetic_data_s"] = time.perf_counter() - t
-        for precision in clip_precisions:
-            common = run_args(settings(cuda, precision), tmp_path / "coco", large, batch_size)
+        plan = [(p, ()) for p in clip_precisions] + ([(p, extra) for p in clip_precisions] if extra else [])
+        for precision, added in plan:
+            name = "+".join((f"clip_{precision}", *added))
+            cfg = settings(cuda, precision, added)
+            common = run_args(cfg, tmp_path / "coco", large, batch_size)
             # first: fill the reference-feature cache and the compiler's caches
-            warm = run_once([*common, "--limit", str(batch_size), "--out", str(tmp_path / f"warm-{precision}")])
-            runs = {n: run_once([*common, "--limit", str(n), "--out", str(tmp_path / f"timed-{precision}-{n}")])
+            warm = run_once([*common, "--limit", str(batch_size), "--out", str(tmp_path / f"warm-{name}")])
+            runs = {n: run_once([*common, "--limit", str(n), "--out", str(tmp_path / f"timed-{name}-{n}")])
                     for n in (small, large)}
             t_small, t_large = runs[small]["timing_s"]["total"], runs[large]["timing_s"]["total"]
             per_image = (t_large - t_small) / (large - small)
             fixed = t_small - small * per_image
-            variants[f"clip_{precision}"] = {
-                "clip_precision": precision,
+            variants[name] = {
+                "clip_precision": precision, "metrics_run": cfg["metrics"],
+                "protocol": runs[large]["config"].get("protocol"),
                 "warm_run_timing_s": warm["timing_s"],
                 "timing_s": {str(n): r["timing_s"] for n, r in runs.items()},
                 "images_per_s_marginal": 1.0 / per_image,
@@ -200,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=None, help="two run sizes, small,large (default: 512,2560 on CUDA, 8,24 "
                    "on the CPU); multiples of the batch size keep every chunk full")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 on CUDA, 8 on the CPU")
-    p.add_argument("--clip-precision", default="amp", help="comma-separated CLIP precisions to time (amp, fp32)")
+    p.add_argument("--clip-precision", default="fp32",
+                   help="comma-separated CLIP precisions to time (fp32: the sbv2-release profile's; amp)")
+    p.add_argument("--extra-metrics", default="", help="comma-separated metrics to time on top of the suite's "
+                   "defaults, as one more variant per precision (e.g. fd_dinov2,cmmd)")
     p.add_argument("--single", type=int, default=None, metavar="N",
                    help="instead: one cold run of N images against the larger size's reference images")
     p.add_argument("--out", default=None, help="output directory (default: results/perf, or $BENCH_PERF_OUT)")
@@ -228,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: record[k] for k in ("device", "n_images", "wall_s", "timing_s")}, indent=2))
         print(f"wrote {path}")
         return 0
-    record = measure((small, large), batch_size, args.clip_precision.split(","), save)
+    extra = tuple(m for m in args.extra_metrics.split(",") if m)
+    record = measure((small, large), batch_size, args.clip_precision.split(","), save, extra)
     path = save(record)
     summary = {k: {"extrapolated_total_s_for_30k": v["extrapolated_total_s_for_30k"],
                    "images_per_s_marginal": v["images_per_s_marginal"], "fixed_s": v["fixed_s"],

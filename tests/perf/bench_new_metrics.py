@@ -5,11 +5,15 @@
   reference 4,000 rows), measured end to end and by parts, and extrapolated to a 30K evaluation: a replicate
   costs one resample + n x d x d covariance (linear in n) and one d x d eigenproblem; the FID computation the
   same plus the reference's square root, once.
+- ``bootstrap_fid-<device>.json`` (``bootstrap_device``): the FID bootstrap on the run's device (a GPU when
+  there is one), as a 30K evaluation runs it: B = 200 replicates of n = 30,000 generated x 2048-d features
+  (``BENCH_BOOT_N``, ``BENCH_BOOT_B``) against a fixed reference, timed, and the first replicates recomputed
+  on the CPU (float64 both) and by numpy from the resampled rows, with their largest relative differences.
 - ``network_cost.json``: seconds per image of each feature network's forward pass with random weights in the
   full architectures (batch 8, CPU threads as given), and of its per-image preparation, as ratios to
   Inception-v3's; ``BENCH_NET_BATCH`` sets the batch.
 
-Run one directly with ``python tests/perf/bench_new_metrics.py bootstrap|networks``.
+Run one directly with ``python tests/perf/bench_new_metrics.py bootstrap|device|networks``.
 """
 
 from __future__ import annotations
@@ -24,16 +28,16 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-OUT = REPO / "results" / "perf"
+OUT = Path(os.environ.get("BENCH_PERF_OUT") or REPO / "results" / "perf")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def _write(name: str, record: dict[str, Any]) -> None:
+def _write(name: str, record: dict[str, Any], device: str = "cpu") -> None:
     from bench.devices import hardware_summary
 
     OUT.mkdir(parents=True, exist_ok=True)
-    record = {**record, "hardware": hardware_summary("cpu")}
+    record = {**record, "hardware": hardware_summary(device)}
     (OUT / name).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
@@ -89,6 +93,43 @@ def bootstrap_cost(n: int, b: int = 10, dim: int = 2048, n_ref: int = 4000) -> d
                                  "b200_s": round(200 * rep30k, 1), "b200_over_fid": round(200 * rep30k / fid30k, 1)}}
 
 
+def bootstrap_device(n: int, b: int, dim: int = 2048, n_ref: int = 10000, checked: int = 3) -> dict[str, Any]:
+    """The FID bootstrap's replicates on CUDA when available (else the CPU): time for ``b`` draws, and the
+    first ``checked`` replicates against the CPU path and against numpy on the resampled rows."""
+    import torch
+
+    from bench.bootstrap import draws
+    from bench.metrics import fid as fidmod
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(n_ref, dim)).astype(np.float32)
+    gen = (rng.normal(size=(n, dim)) * 1.05 + 0.1).astype(np.float32)
+    frechet = fidmod.FrechetReference(*fidmod.feature_statistics(ref))
+    drawn = [idx for idx, _ in draws(n, None, "sample", b, 0)]
+    frechet.resampled_distances(gen, drawn[:1], device)  # warm-up: kernels, solver workspaces
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    values = frechet.resampled_distances(gen, drawn, device)
+    t_all = time.perf_counter() - start
+    start = time.perf_counter()
+    one = frechet.distance(*fidmod.feature_statistics(gen))  # the FID itself (numpy), its reference ready
+    t_fid = time.perf_counter() - start
+    on_cpu = frechet.resampled_distances(gen, drawn[:checked], "cpu")
+    by_rows = [frechet.distance(*fidmod.feature_statistics(gen[idx])) for idx in drawn[:checked]]
+
+    def rel(a: list[float], c: list[float]) -> float:
+        return float(max(abs(x - y) / abs(y) for x, y in zip(a, c, strict=False)))
+
+    return {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "dim": dim, "n": n,
+            "n_reference": n_ref, "B": b, "replicates_s": round(t_all, 3), "per_replicate_s": round(t_all / b, 4),
+            "fid_once_s_numpy_reference_ready": round(t_fid, 3), "fid": one,
+            "max_rel_diff_vs_cpu": rel(values[:checked], on_cpu), "max_rel_diff_vs_numpy_rows": rel(values[:checked],
+                                                                                                  by_rows),
+            "note": "random Gaussian features; times the computation a 30K run's FID interval does"}
+
+
 NETWORKS = {
     "inception": {"kind": "inception", "weights": "random"},
     "dinov2 ViT-L/14 (fd_dinov2, diversity)": {"kind": "dinov2", "weights": "random"},
@@ -132,6 +173,14 @@ def test_bootstrap_cost():
     assert rec["extrapolated_30k"]["ratio_replicate_to_fid"] < 1.0
 
 
+def test_bootstrap_device():
+    rec = bootstrap_device(int(os.environ.get("BENCH_BOOT_N", "30000")), int(os.environ.get("BENCH_BOOT_B", "200")))
+    slug = "".join(c if c.isalnum() else "-" for c in rec["device"].lower()).strip("-")
+    _write(f"bootstrap_fid-{slug}.json", rec, "cpu" if slug == "cpu" else "cuda")
+    # float64 throughout; the trace terms (about 2 x d) cancel down to the distance, so allow 1e-7 relative
+    assert rec["max_rel_diff_vs_cpu"] < 1e-7 and rec["max_rel_diff_vs_numpy_rows"] < 1e-7
+
+
 def test_network_cost():
     rec = network_cost(int(os.environ.get("BENCH_NET_BATCH", "8")))
     _write("network_cost.json", rec)
@@ -140,4 +189,4 @@ def test_network_cost():
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "bootstrap"
-    (test_bootstrap_cost if what == "bootstrap" else test_network_cost)()
+    {"bootstrap": test_bootstrap_cost, "device": test_bootstrap_device, "networks": test_network_cost}[what]()
