@@ -1,4 +1,4 @@
-"""The official SwiftBrush behaviour of the trainer (issue 14), its reproducibility and its safety rails."""
+"""The official SwiftBrush behaviour of the trainer, its reproducibility and its safety rails."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cost of the issue-15 additions (``tox -e perf``; JSON under results/perf/).
+"""Cost of the newer metric networks and of the bootstrap (``tox -e perf``; JSON under results/perf/).
 
 - ``bootstrap_fid.json``: the FID bootstrap (replicates with the reference fixed) against one FID computation
   with the reference statistics cached on disk, at n = 3,000 generated x 2048-d features (``BENCH_BOOT_N``;
@@ -7,8 +7,9 @@
   same plus the reference's square root, once.
 - ``bootstrap_fid-<device>.json`` (``bootstrap_device``): the FID bootstrap on the run's device (a GPU when
   there is one), as a 30K evaluation runs it: B = 200 replicates of n = 30,000 generated x 2048-d features
-  (``BENCH_BOOT_N``, ``BENCH_BOOT_B``) against a fixed reference, timed, and the first replicates recomputed
-  on the CPU (float64 both) and by numpy from the resampled rows, with their largest relative differences.
+  (``BENCH_BOOT_N``, ``BENCH_BOOT_B``; 3,000 and 10 without a GPU) against a fixed reference, timed, and the
+  first replicates recomputed on the CPU (float64 both) and by numpy from the resampled rows, with their
+  largest relative differences.
 - ``network_cost.json``: seconds per image of each feature network's forward pass with random weights in the
   full architectures (batch 8, CPU threads as given), and of its per-image preparation, as ratios to
   Inception-v3's; ``BENCH_NET_BATCH`` sets the batch.
@@ -174,7 +175,11 @@ def test_bootstrap_cost():
 
 
 def test_bootstrap_device():
-    rec = bootstrap_device(int(os.environ.get("BENCH_BOOT_N", "30000")), int(os.environ.get("BENCH_BOOT_B", "200")))
+    import torch
+
+    gpu = torch.cuda.is_available()  # a CPU gets a smaller problem, so the script keeps working there
+    rec = bootstrap_device(int(os.environ.get("BENCH_BOOT_N", "30000" if gpu else "3000")),
+                           int(os.environ.get("BENCH_BOOT_B", "200" if gpu else "10")))
     slug = "".join(c if c.isalnum() else "-" for c in rec["device"].lower()).strip("-")
     _write(f"bootstrap_fid-{slug}.json", rec, "cpu" if slug == "cpu" else "cuda")
     # float64 throughout; the trace terms (about 2 x d) cancel down to the distance, so allow 1e-7 relative
