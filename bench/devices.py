@@ -1,7 +1,8 @@
-"""Device and dtype names used on the command line, resolved to torch objects."""
+"""Device and dtype names used on the command line, resolved to torch objects; file-name forms of names."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bench.errors import BenchError
@@ -56,3 +57,8 @@ def hardware_summary(device: Any) -> dict[str, Any]:
             cuda=torch.version.cuda,
         )
     return info
+
+
+def slug(text: str) -> str:
+    """Lower-case file-name form of a device or method name (``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3``)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from bench.commands.base import function_command
-from bench.devices import DTYPES
+from bench.devices import DTYPES, slug
 from bench.errors import BenchError
 from bench.options import parse_kv
 
@@ -49,11 +48,6 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and (value < 8 or value % 8):
             raise BenchError(f"--{flag} {value}: give a positive multiple of 8 (e.g. 512)")
-
-
-def slug(text: str) -> str:
-    """Lower-case file-name form of a device or method name."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
 def device_name(device: Any) -> str:

@@ -111,7 +111,9 @@ class FDDinov2(_TwoSetMetric):
         return {"arch": self.args["arch"]}
 
     def min_samples(self) -> SampleNeeds:
-        return SampleNeeds(2, 2, "a covariance of each set")
+        from bench.metrics.fid import FRECHET_NEEDS
+
+        return FRECHET_NEEDS
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         from bench.metrics.fid import frechet_to_reference

@@ -129,6 +129,10 @@ def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -
     return mu, sigma
 
 
+#: A Frechet distance fits a covariance to each set: two samples of each at least.
+FRECHET_NEEDS = SampleNeeds(2, 2, "a covariance of each set")
+
+
 class FrechetReference:
     """A reference Gaussian with its covariance's square root computed once: :meth:`distance` to another
     Gaussian then needs one symmetric eigenvalue problem (what makes bootstrap replicates cheap)."""
@@ -227,7 +231,7 @@ class FID(_InceptionMetric):
     higher_is_better = {"fid": False}
 
     def min_samples(self) -> SampleNeeds:
-        return SampleNeeds(2, 2, "a covariance of each set")
+        return FRECHET_NEEDS
 
     def compute(self, ctx: MetricContext) -> MetricResult:
         spec = self.spec()

@@ -32,7 +32,6 @@ import argparse
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -235,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     batch_size = args.batch_size or (64 if cuda else 8)
 
     def save(record: dict[str, Any], kind: str = "coco_pipeline") -> Path:
-        slug = re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
-        path = out_dir / f"{kind}-{slug}.json"
+        from bench.devices import slug
+
+        path = out_dir / f"{kind}-{slug(record['device'])}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         return path
 

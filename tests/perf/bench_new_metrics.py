@@ -180,8 +180,9 @@ def test_bootstrap_device():
     gpu = torch.cuda.is_available()  # a CPU gets a smaller problem, so the script keeps working there
     rec = bootstrap_device(int(os.environ.get("BENCH_BOOT_N", "30000" if gpu else "3000")),
                            int(os.environ.get("BENCH_BOOT_B", "200" if gpu else "10")))
-    slug = "".join(c if c.isalnum() else "-" for c in rec["device"].lower()).strip("-")
-    _write(f"bootstrap_fid-{slug}.json", rec, "cpu" if slug == "cpu" else "cuda")
+    from bench.devices import slug
+
+    _write(f"bootstrap_fid-{slug(rec['device'])}.json", rec, "cuda" if gpu else "cpu")
     # float64 throughout; the trace terms (about 2 x d) cancel down to the distance, so allow 1e-7 relative
     assert rec["max_rel_diff_vs_cpu"] < 1e-7 and rec["max_rel_diff_vs_numpy_rows"] < 1e-7
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -165,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "schemes": results}
     out_dir = Path(args.out or os.environ.get("BENCH_PERF_OUT") or ROOT / "results" / "perf")
     out_dir.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", info["device"].lower()).strip("-")
-    path = out_dir / f"training-{slug}.json"
+    from bench.devices import slug
+
+    path = out_dir / f"training-{slug(info['device'])}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"device: {info['device']}")
     print(f"{'scheme':<7}{'size':<6}{'batch':>6}{'step s':>10}{'img/s':>9}{'peak GiB':>10}{'reserved':>10}")
@@ -189,8 +189,9 @@ def test_training_step_time_and_memory(tmp_path):
     import torch
 
     if torch.cuda.is_available():
-        slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
-        report = json.loads((Path(out) / f"training-{slug}.json").read_text())
+        from bench.devices import slug
+
+        report = json.loads((Path(out) / f"training-{slug(torch.cuda.get_device_name(0))}.json").read_text())
         for scheme in report["schemes"].values():
             assert scheme["fits_40gb"], scheme
 
