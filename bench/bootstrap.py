@@ -77,7 +77,7 @@ class Resampled:
         base = rec.base
         self.prompts = [base.prompts[i] for i in idx]
         self.generator = base.generator
-        self.device = getattr(base, "device", None)
+        self.device = base.device
 
     @property
     def groups(self) -> list[str] | None:

@@ -11,7 +11,10 @@ and ``trained_on_loss``, and the printed table marks its keys.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.metrics.base import Metric
 
 
 def training_losses(generator_info: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -22,7 +25,7 @@ def training_losses(generator_info: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(x) for x in losses or [] if isinstance(x, Mapping)]
 
 
-def matching_loss(metric: Any, losses: list[dict[str, Any]]) -> str | None:
+def matching_loss(metric: Metric, losses: list[dict[str, Any]]) -> str | None:
     """The loss whose network the metric scores with, or None. HPS matches the ``hps`` loss; a CLIP-style score
     matches the ``clip`` loss when its open_clip model is the loss's model."""
     if not losses:
@@ -30,7 +33,7 @@ def matching_loss(metric: Any, losses: list[dict[str, Any]]) -> str | None:
     from bench.metrics.clip_score import _PairedScore
     from bench.metrics.hps import HPS
 
-    args = getattr(metric, "args", {})
+    args = metric.args
     for loss in losses:
         kind = loss.get("loss")
         if kind == "hps" and isinstance(metric, HPS):
@@ -41,7 +44,7 @@ def matching_loss(metric: Any, losses: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def flag(info: dict[str, Any], metrics: list[Any], generator_info: Mapping[str, Any]) -> None:
+def flag(info: dict[str, Any], metrics: list[Metric], generator_info: Mapping[str, Any]) -> None:
     """Set ``trained_on`` / ``trained_on_loss`` on the ``metric_info`` entries of metrics that match."""
     losses = training_losses(generator_info)
     for metric in metrics:

@@ -201,7 +201,7 @@ def frechet_bootstrap(ctx: MetricContext, spec: FeatureSpec, stats_key: dict[str
     if few_samples(gen, ref):
         return None
     values = reference_gaussian(ref, stats_key).resampled_distances(gen, [idx for idx, _groups in draws],
-                                                                    getattr(ctx, "device", None))
+                                                                    ctx.device)
     return [{key: v} for v in values]
 
 

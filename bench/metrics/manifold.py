@@ -55,8 +55,7 @@ class _ManifoldMetric(Metric):
 
 
 def _device(ctx: MetricContext) -> Any:
-    dev = getattr(ctx, "device", None)
-    return dev if dev is not None else "cpu"
+    return ctx.device if ctx.device is not None else "cpu"
 
 
 class PrecisionRecall(_ManifoldMetric):
