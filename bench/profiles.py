@@ -11,6 +11,9 @@ when it uses its profile in full (see :func:`override_issues` and the suites' ``
   mistakes it for a recommendation.
 * ``clean``: the same pipeline with the quirks fixed (RGB features, exact distances, consistent crop offset,
   the HPS version of the HPSv2 paper's published table). Not comparable with the release's numbers.
+* ``sbv2-paper``: ``sbv2-release`` with HPS v2.0, the version of the numbers the paper's Table 4 prints (its
+  rows copied from the HPSv2 README are v2.0; the release's script ran v2.1). Everything else, quirks included,
+  is the release's. ``bench reproduce table4`` runs under it.
 * ``dmd2``: DMD2's ``coco_eval``: its own 30,000-caption list; its CLIP score is the release's (open_clip
   ViT-g-14 laion2b_s12b_b42k in float32, "A photo depicts " + caption, 256 px Lanczos after torchvision's
   centre crop). DMD2 computes FID and CLIP only; every other setting follows ``sbv2-release``.
@@ -111,6 +114,13 @@ PROFILES: dict[str, Profile] = {
                "precision/recall on the clean-fid Inception features FID uses (RGB, PIL bicubic to 299), decisions "
                "of exact arithmetic",
                "HPS v2.0, the version of the HPSv2 paper's published table"),
+    ),
+    "sbv2-paper": replace(
+        _RELEASE, name="sbv2-paper",
+        summary="sbv2-release with HPS v2.0: the version of the HPS numbers the paper's Table 4 prints",
+        metrics={**_RELEASE.metrics, "hps": {"version": "v2.0"}},
+        quirks=tuple(q for q in _RELEASE.quirks if q != "hps-v2.1-vs-paper-v2.0"),
+        notes=(*_RELEASE_NOTES, "HPS v2.0 (the paper's Table 4 scale) instead of the release script's v2.1"),
     ),
     # DMD2 releases FID and CLIP only, with the release's CLIP settings: everything but the prompts is the release's
     "dmd2": replace(

@@ -70,10 +70,22 @@ class Snapshot:
     revision: str | None = None
     local: bool = False
 
+    @property
+    def toy(self) -> bool:
+        """True for a snapshot of the offline toy hub (:mod:`bench.toy_hub`): random toy-size weights."""
+        from bench.toy_hub import MARKER
+
+        return (self.path / MARKER).is_file()
+
     def provenance(self) -> dict[str, Any]:
-        if self.local:
-            return {"path": str(self.path.resolve())}
-        return {"id": self.ref, "revision": self.revision}
+        where: dict[str, Any] = {"path": str(self.path.resolve())} if self.local else {"id": self.ref,
+                                                                                         "revision": self.revision}
+        return {**where, "toy_hub": True} if self.toy else where
+
+
+def weights_of(*snapshots: Snapshot) -> str:
+    """``"random"`` when any of the snapshots holds toy-hub weights, else ``"pretrained"``."""
+    return RANDOM if any(s.toy for s in snapshots) else "pretrained"
 
 
 def looks_local(ref: str) -> bool:
@@ -300,6 +312,7 @@ def pretrained_components(
         base_snap = fetch(base_repo, BASE_FILES, None, base_option)
     built = on_base(base_snap, load_unet(unet_snap, unet_option), base_option)
     built.sources["unet"] = unet_snap.provenance()
+    built.weights = weights_of(unet_snap, base_snap)
     return built
 
 
@@ -314,7 +327,7 @@ def on_base(base_snap: Snapshot, unet: Any, option: str = "weights") -> Built:
         scheduler=scheduler_from_config(base["scheduler_config"], "DDPMScheduler"),
     )
     sources = {"text_encoder": base_snap.provenance(), "vae": base_snap.provenance()}
-    return Built(parts, base["scheduler_config"], sources, "pretrained")
+    return Built(parts, base["scheduler_config"], sources, weights_of(base_snap))
 
 
 def with_tiny_decoder(
@@ -339,6 +352,8 @@ def with_tiny_decoder(
         "TAESD decoder", snap, lambda: AutoencoderTiny.from_pretrained(snap.path, use_safetensors=True), "taesd"
     )
     built.sources["vae"] = {"architecture": "taesd", **snap.provenance()}
+    if snap.toy:
+        built.weights = RANDOM
     return built
 
 

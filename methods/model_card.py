@@ -16,6 +16,28 @@ from bench.errors import BenchError
 
 CARD_NAME = "bench_model.json"
 SD_TURBO = "stabilityai/sd-turbo"
+#: Training settings that say which model a student is (its ``recipe``): what the paper's rows differ in.
+#: Prompts, steps and hardware settings are left out: they change how well a recipe was followed, not which.
+RECIPE_FIELDS = ("preset", "teacher", "student_init", "student_mode", "lora_teacher", "clip_loss", "clip_tau",
+                 "clip_schedule", "loss_decoder", "hps_loss", "image_reg")
+
+
+def recipe_matches(recipe: Any, expected: Any) -> bool:
+    """Whether a card's ``recipe`` is ``expected``: every expected setting equal (values compared as lower-case
+    text, so ``False`` equals ``"false"``); a merge recipe ``{"merge": {"lambda", "a", "b"}}`` compares lambda as
+    a number and both parents recursively."""
+    if not isinstance(recipe, dict) or not isinstance(expected, dict):
+        return False
+    if "merge" in expected:
+        got, want = recipe.get("merge"), expected["merge"]
+        if not isinstance(got, dict):
+            return False
+        try:
+            same_lambda = float(got.get("lambda")) == float(want["lambda"])
+        except (TypeError, ValueError):
+            return False
+        return same_lambda and recipe_matches(got.get("a"), want["a"]) and recipe_matches(got.get("b"), want["b"])
+    return all(str(recipe.get(k)).lower() == str(v).lower() for k, v in expected.items())
 
 
 def read_model_card(directory: str | Path) -> dict[str, Any]:
@@ -30,6 +52,17 @@ def read_model_card(directory: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BenchError(f"{card} must hold a JSON object such as {{\"base\": \"{SD_TURBO}\"}}")
     return data
+
+
+def card_base_seed(card: dict[str, Any], directory: str | Path, default: int = 0) -> int:
+    """The card's ``base_seed``: the seed of a toy base's random weights. ``null`` (what a student of a hub base
+    records: its base has no seed) or no key gives ``default``; anything but an integer is a one-line error."""
+    value = card.get("base_seed")
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BenchError(f"{Path(directory) / CARD_NAME}: base_seed must be an integer or null, not {value!r}")
+    return value
 
 
 def write_model_card(directory: str | Path, card: dict[str, Any] | None = None, **fields: Any) -> Path:

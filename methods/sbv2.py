@@ -40,7 +40,12 @@ from methods.loading import (
     on_base,
     with_tiny_decoder,
 )
-from methods.model_card import CARD_NAME, read_model_card, write_model_card  # noqa: F401 - re-exported
+from methods.model_card import (  # noqa: F401 - write_model_card re-exported
+    CARD_NAME,
+    card_base_seed,
+    read_model_card,
+    write_model_card,
+)
 from methods.student import BIN_FILES, STUDENT_FILES, SUBFOLDERS, load_student_unet, student_subfolder
 
 SD_TURBO = "stabilityai/sd-turbo"
@@ -79,7 +84,7 @@ class SBv2Generator(SDOneStepGenerator):
         if card.get("alpha_T") is not None:  # trained with a fixed x0 constant (SwiftBrush's 0.0047): use it
             self.alpha_T = float(card["alpha_T"])
         base = TINY_BASE if args.get("size") == "tiny" else (args.get("base") or card.get("base") or SD_TURBO)
-        seed = int(card.get("base_seed", args.get("weights_seed") or 0))
+        seed = card_base_seed(card, student.path, int(args.get("weights_seed") or 0))
         unet = load_student_unet(student, args.get("subfolder") or "auto", bool(args.get("bin_weights")))
         if base == TINY_BASE:
             from methods.components import SD_SCHEDULER_CONFIG, build_tiny_components
@@ -87,7 +92,8 @@ class SBv2Generator(SDOneStepGenerator):
             parts = build_tiny_components(seed)
             parts.unet = unet
             base_source: dict[str, Any] = {"architecture": "sd21-toy", "weights": RANDOM, "seed": seed}
-            built = Built(parts, dict(SD_SCHEDULER_CONFIG), {"unet": student.provenance()}, "pretrained")
+            # toy base networks have seeded random weights, so the student trained on them is a toy too
+            built = Built(parts, dict(SD_SCHEDULER_CONFIG), {"unet": student.provenance()}, RANDOM)
         else:
             snap = fetch(base, BASE_FILES, None, "base")
             built = on_base(snap, unet, "base")

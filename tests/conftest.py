@@ -221,3 +221,25 @@ def toy():
     """The toy metric ``toy_fid`` registered for the test (see :func:`use_toy`)."""
     use_toy()
     yield
+
+
+# -- the offline toy hub: toy-size models under the real hub ids ----------------------------------------------
+@pytest.fixture(scope="session")
+def toy_hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face hub cache holding every generator repository at toy size (:mod:`bench.toy_hub`)."""
+    from bench.toy_hub import build
+
+    cache = tmp_path_factory.mktemp("toy-hub")
+    build(cache)
+    return cache
+
+
+@pytest.fixture
+def on_toy_hub(toy_hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test reads models from the toy hub by their real ids, offline (the hub client, transformers and
+    diffusers all take the cache folder from huggingface_hub.constants when they are called)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(toy_hub_cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(toy_hub_cache))
+    return toy_hub_cache

@@ -218,7 +218,11 @@ def test_profiles_are_listed():
     rc, out, _ = run_cli("list", "profiles", "--json")
     assert rc == 0
     rows = {r["name"]: r for r in json.loads(out)["profiles"]}
-    assert set(rows) == {"sbv2-release", "clean", "dmd2"}
+    assert set(rows) == {"sbv2-release", "sbv2-paper", "clean", "dmd2"}
+    paper = rows["sbv2-paper"]["settings"]
+    assert paper["hps.version"] == "v2.0" and rows["sbv2-release"]["settings"]["hps.version"] == "v2.1"
+    assert {k: v for k, v in paper.items() if k != "hps.version"} == {
+        k: v for k, v in rows["sbv2-release"]["settings"].items() if k != "hps.version"}
     assert rows["sbv2-release"]["default"] and not rows["clean"]["default"]
     assert rows["dmd2"]["settings"]["prompts"] == "dmd2"
     assert rows["clean"]["settings"]["precision_recall.distances"] == "exact"

@@ -78,8 +78,8 @@ def runs(tmp_path_factory):
                          seed=seed, metrics=["paper_toy"], out=str(root), run_name=name)
     from bench.cli import main
 
-    assert main(["latency", "--method", "tiny", "--device", "cpu", "--warmup", "0", "--iters", "1", "--repeats", "1",
-                 "--out", str(root / "latency" / "latency-sd-turbo.json")]) == 0
+    assert main(["latency", "--method", "sd-turbo", "--method-args", "size=tiny", "--device", "cpu", "--warmup", "0",
+                 "--iters", "1", "--repeats", "1", "--out", str(root / "latency" / "latency-sd-turbo.json")]) == 0
     sweep_dir = root / "sweep"
     sweep_dir.mkdir()
     points = [SweepPoint(lam, f"../{name}", load(root / name).metrics) for lam, name in ((0.0, "seed-1"),
@@ -177,13 +177,39 @@ def test_other_runs_plots_grids_and_page(runs, report):
     assert page.count("data:image/png;base64,") >= 5 and "Table 1" in page and "platform" in page
 
 
-def test_matching_rules():
-    models = paper().models
-    assert plan_matches(models["sd21-cfg4_5"], "sd21", {"guidance": 4.5, "steps": 25}, "x")
-    assert not plan_matches(models["sd21-cfg4_5"], "sd21", {"guidance": 2.0}, "x")
-    assert plan_matches(models["model-a"], "sbv2", {"weights": "models/model-a/"}, "x")
-    assert not plan_matches(models["model-a"], "sbv2", {"weights": "models/model-b"}, "x")
-    assert plan_matches(models["model-a"], "tiny", {}, "coco30k-model-a", "coco30k")
+def _student(folder, recipe):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench_model.json").write_text(json.dumps({"base": "tiny", "recipe": recipe}))
+    return str(folder)
+
+
+def test_matching_rules(tmp_path):
+    the_paper = paper()
+    models = the_paper.models
+    assert plan_matches(models["sd21-cfg4_5"], "sd21", {"guidance": 4.5, "steps": 25}, the_paper)
+    assert not plan_matches(models["sd21-cfg4_5"], "sd21", {"guidance": 2.0}, the_paper)
+    # a public model's row takes its own weights (or random ones of its architecture), never other weights
+    assert plan_matches(models["sd-turbo"], "sd-turbo", {"size": "tiny"}, the_paper)
+    assert plan_matches(models["sd-turbo"], "sd-turbo", {"weights": "stabilityai/sd-turbo"}, the_paper)
+    assert not plan_matches(models["sd-turbo"], "sd-turbo", {"weights": "someone/finetune"}, the_paper)
+    # a trained model is its recipe, not its folder name
+    a = {"preset": "sbv2-a", "student_init": "sd-turbo", "clip_loss": False, "image_reg": False, "hps_loss": False}
+    b = {**a, "preset": "sbv2-b", "student_mode": "lora", "clip_loss": True}
+    named_a = _student(tmp_path / "model-a", a)
+    assert plan_matches(models["model-a"], "sbv2", {"weights": named_a}, the_paper)
+    assert not plan_matches(models["turbo-init-1_3m"], "sbv2", {"weights": named_a}, the_paper)
+    b_named_a = _student(tmp_path / "x" / "model-a", b)  # named like model A, trained like model B
+    assert not plan_matches(models["model-a"], "sbv2", {"weights": b_named_a}, the_paper)
+    # model B and the CLIP ablation share a recipe (they differ in prompt files): the folder name decides
+    assert not any(plan_matches(m, "sbv2", {"weights": b_named_a}, the_paper) for m in models.values())
+    assert plan_matches(models["model-b"], "sbv2", {"weights": _student(tmp_path / "model-b", b)}, the_paper)
+    toy = _student(tmp_path / "sbv2", {**a, "preset": "tiny"})  # the README's toy student, named like the row
+    assert not any(plan_matches(m, "sbv2", {"weights": toy}, the_paper) for m in models.values())
+    merged = _student(tmp_path / "ours", {"merge": {"lambda": 0.5, "a": a, "b": b}})
+    assert plan_matches(models["sbv2"], "sbv2", {"weights": merged}, the_paper)
+    swapped = _student(tmp_path / "swapped", {"merge": {"lambda": 0.5, "a": b, "b": a}})
+    assert not plan_matches(models["sbv2"], "sbv2", {"weights": swapped}, the_paper)
+    assert not plan_matches(models["model-a"], "tiny", {}, the_paper)
 
 
 @pytest.mark.parametrize("table", [t.id for t in paper().tables])

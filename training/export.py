@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from methods.model_card import write_model_card
+from methods.model_card import RECIPE_FIELDS, write_model_card
 from training.checkpoint import follow_umask
 from training.checkpoint import save_tensors as _save_tensors
 from training.config import TrainConfig, resolved_alpha_T
@@ -196,6 +196,7 @@ def export_student(
         "preset": config.preset,
         "dtype": config.export_dtype,
         "losses": training_losses(config),
+        "recipe": {name: getattr(config, name) for name in RECIPE_FIELDS},
         **meta,
     }
     if config.student_mode == "lora":

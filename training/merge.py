@@ -86,6 +86,8 @@ def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Pat
         print(f"training: warning: A's base is {meta_a.get('base')!r}, B's is {meta_b.get('base')!r}; "
               "the merged model keeps A's")
     meta["merge"] = {"a": str(Path(a).resolve()), "b": str(Path(b).resolve()), "lambda": lam}
+    # what the merged model is: this merge of the two recipes (not A's recipe, which the rest of the card copies)
+    meta["recipe"] = {"merge": {"lambda": lam, "a": (meta_a or {}).get("recipe"), "b": (meta_b or {}).get("recipe")}}
     meta["dtype"] = dtype
     if meta.get("base") is None:
         print("training: warning: neither input has a bench_model.json; the merged model records no base")

@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="image encoding threads")
     p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's)")
     p.add_argument("--metric-args", default=None, metavar="METRIC.K=V,...", help="options of metrics")
+    p.add_argument("--suite-args", default=None, metavar="K=V,...", help="options of the suites (e.g. data_root=)")
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="protocol profile of every run (default: the one the table's numbers were measured under; "
+                        "another one makes the runs not comparable to the table)")
     p.add_argument("--no-save-images", dest="save_images", action="store_false", help="keep only features")
 
 

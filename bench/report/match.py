@@ -1,15 +1,21 @@
 """Match runs and latency records to the paper's rows (the experiment plan), and measure each cell.
 
-Rules, in order (first that applies):
+A run is matched by what it evaluated, never by its directory name. Rules, in order (first that applies):
 
 1. ``--map MODEL=PATH`` (repeatable): the run directory or latency file at PATH is model MODEL (a model id of
    ``bench/paper/sbv2.toml``, e.g. ``sd21-cfg4_5``, ``model-a``, ``sbv2``). A mapped run matches nothing else.
-2. The run directory is named ``MODEL`` or ``<suite>-MODEL`` (what ``bench reproduce`` writes); a latency file
-   is named ``latency-MODEL.json``.
-3. Public models: same method, and the run's method options equal the plan's on every option the plan names
-   (``sd21`` with ``guidance=4.5`` is ``sd21-cfg4_5``; other options such as ``compile`` are ignored).
-4. Trained models (method ``sbv2``): the last folder name of the run's ``weights=`` option is the model id
-   (``weights=models/model-a`` is ``model-a``).
+2. Public models: same method, the run's method options equal the plan's on every option the plan names
+   (``sd21`` with ``guidance=4.5`` is ``sd21-cfg4_5``; options such as ``compile`` are ignored), and the weights
+   are the method's own (no ``weights=`` option, the published id, or ``random``/``size=tiny``: the same model
+   with random weights, which the cell then marks not comparable). A run with other weights is another model.
+3. Trained models (method ``sbv2``): the student's ``bench_model.json`` records its ``recipe`` (the training
+   settings that tell the paper's models apart, and for a merge the two parents' recipes and lambda); it must
+   equal what the row's training commands set. When several rows share a recipe (they differ only in their
+   prompt files), the weights folder named like the row decides; otherwise the run matches none of them.
+   Students without a recipe (the SBv2 release's checkpoint, older exports) need ``--map``.
+
+A latency record (timing does not depend on a model's weights) matches by method as in rule 2, or when its file
+is named ``latency-MODEL.json`` (what ``bench reproduce`` writes) and its method is that model's.
 
 When several runs match one row, the one on the table's suite wins, then a comparable one, then the one with
 more samples, then the newest.
@@ -26,6 +32,7 @@ from bench.errors import BenchError
 from bench.report.collect import Found, Latency
 from bench.report.data import Column, Model, Paper, Table
 from bench.results import Results
+from methods.model_card import recipe_matches
 
 
 @dataclass
@@ -71,16 +78,91 @@ def _same(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
-def plan_matches(model: Model, method: str, method_args: Mapping[str, Any], name: str, suite: str = "") -> bool:
-    """Whether a run (or latency record) of ``method`` with ``method_args``, named ``name``, is ``model``."""
-    if name in (model.id, f"{suite}-{model.id}", f"latency-{model.id}"):
+#: Method options that name the weights a public model's run used.
+_WEIGHT_OPTIONS = ("weights", "model")
+
+
+def _own_weights(model: Model, method_args: Mapping[str, Any], default_weights: str | None) -> bool:
+    """Whether a run of a public model used that model's weights (or random ones of its architecture)."""
+    weights = method_args.get("weights")
+    if weights in (None, "", "random") or method_args.get("size") == "tiny":
         return True
-    if model.method is None or method != model.method:
-        return False
-    if model.trained:
-        weights = str(method_args.get("weights") or "").rstrip("/\\")
-        return bool(weights) and Path(weights).name == model.id
-    return all(k in method_args and _same(method_args[k], v) for k, v in model.method_args.items())
+    return default_weights is not None and str(weights).rstrip("/") == default_weights
+
+
+def expected_recipe(model: Model, models: Mapping[str, Model]) -> dict[str, Any] | None:
+    """The ``recipe`` a student of ``model`` records, from the row's last training command (None: unknown)."""
+    import shlex
+
+    from methods.model_card import RECIPE_FIELDS
+
+    if not model.train:
+        return None
+    argv = shlex.split(model.train[-1])
+    flags: dict[str, list[str]] = {}
+    key = ""
+    for token in argv[1:]:
+        if token.startswith("--"):
+            key = token
+            flags.setdefault(key, [])
+        elif key:
+            flags[key].append(token)
+    if argv[0] == "merge":
+        parents = [Path((flags.get(f) or [""])[0]).name for f in ("--a", "--b")]
+        if not all(p in models for p in parents) or not flags.get("--lambda"):
+            return None
+        a, b = (expected_recipe(models[p], models) for p in parents)
+        return None if a is None or b is None else {"merge": {"lambda": float(flags["--lambda"][0]), "a": a, "b": b}}
+    sets = dict(item.split("=", 1) for item in flags.get("--set", []) if "=" in item)
+    preset = (flags.get("--preset") or [None])[0]
+    return {"preset": preset, **{k: v for k, v in sets.items() if k in RECIPE_FIELDS}}
+
+
+def _card(method_args: Mapping[str, Any]) -> dict[str, Any]:
+    from methods.model_card import read_model_card
+
+    weights = str(method_args.get("weights") or "")
+    if not weights or not Path(weights).is_dir():
+        return {}
+    try:
+        return read_model_card(weights)
+    except BenchError:
+        return {}
+
+
+def models_of_run(paper: Paper, method: str, method_args: Mapping[str, Any]) -> list[str]:
+    """The model ids a run (or latency record) of ``method`` with ``method_args`` evaluated (rules 2 and 3)."""
+    from bench import plugins
+
+    out = []
+    for model in paper.models.values():
+        if model.method is None or method != model.method or model.trained:
+            continue
+        if not all(k in method_args and _same(method_args[k], v) for k, v in model.method_args.items()):
+            continue
+        if any(k in method_args for k in _WEIGHT_OPTIONS if k in model.method_args):
+            out.append(model.id)  # the plan names the weights itself (``diffusers model=...``) and they agree
+            continue
+        try:
+            default = getattr(plugins.current().methods.get(method).resolve(), "default_weights", None)
+        except BenchError:
+            default = None
+        if _own_weights(model, method_args, default):
+            out.append(model.id)
+    if method != "sbv2":
+        return out
+    recipe = _card(method_args).get("recipe")
+    same = [m.id for m in paper.models.values()
+            if m.trained and m.method == method and recipe_matches(recipe, expected_recipe(m, paper.models))]
+    if len(same) > 1:
+        folder = Path(str(method_args.get("weights") or "")).name
+        same = [m for m in same if m == folder]
+    return out + same
+
+
+def plan_matches(model: Model, method: str, method_args: Mapping[str, Any], paper: Paper) -> bool:
+    """Whether a run of ``method`` with ``method_args`` evaluated ``model`` (see the module docstring)."""
+    return model.id in models_of_run(paper, method, method_args)
 
 
 def match(paper: Paper, found: Found, mapping: Mapping[str, list[Path]] | None = None) -> Matches:
@@ -93,7 +175,7 @@ def match(paper: Paper, found: Found, mapping: Mapping[str, list[Path]] | None =
         if path in mapped:
             out.runs.setdefault(mapped[path], []).append(run)
             continue
-        ids = [m.id for m in paper.models.values() if plan_matches(m, run.method, run.method_args, path.name, run.suite)]
+        ids = models_of_run(paper, run.method, run.method_args)
         for model_id in ids:
             out.runs.setdefault(model_id, []).append(run)
         if not ids:
@@ -103,9 +185,12 @@ def match(paper: Paper, found: Found, mapping: Mapping[str, list[Path]] | None =
         if path in mapped:
             out.latency.setdefault(mapped[path], []).append(lat)
             continue
-        for m in paper.models.values():
-            if plan_matches(m, lat.record.method, lat.record.method_args, path.stem):
-                out.latency.setdefault(m.id, []).append(lat)
+        ids = models_of_run(paper, lat.record.method, lat.record.method_args)
+        named = path.stem.removeprefix("latency-")
+        if named in paper.models and paper.models[named].method == lat.record.method and named not in ids:
+            ids.append(named)
+        for model_id in ids:
+            out.latency.setdefault(model_id, []).append(lat)
     missing = [str(p) for p in mapped if not any(Path(r.run_dir).resolve() == p for r in found.runs)
                and not any(Path(lt.path).resolve() == p for lt in found.latency)]
     if missing:
@@ -128,6 +213,8 @@ def run_reasons(run: Results, protocol: Mapping[str, Any]) -> list[str]:
     if hps_version and metric_opts.get("version") and metric_opts["version"] != hps_version:
         reasons.append(f"HPS {metric_opts['version']} (the paper's table: {hps_version})")
     profile = run.protocol.get("profile")
+    if isinstance(profile, Mapping):  # results record the profile's name, settings and quirks
+        profile = profile.get("name")
     if profile and protocol.get("profile") and profile != protocol["profile"]:
         reasons.append(f"protocol profile {profile} (the paper's numbers: {protocol['profile']})")
     return reasons

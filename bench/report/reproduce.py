@@ -68,6 +68,24 @@ def needs(table: Table, paper: Paper) -> list[str]:
     return out
 
 
+def _suite_args(options: Mapping[str, Any], table_profile: str | None) -> dict[str, Any]:
+    """``--suite-args`` of the plan's runs: the user's, with ``profile`` set to ``--profile`` or else the profile
+    the table's numbers were measured under (validated here, so a plan never prints a command that fails)."""
+    from bench.options import parse_kv
+    from bench.profiles import get_profile
+
+    args = parse_kv(options.get("suite_args"), "--suite-args") if options.get("suite_args") else {}
+    profile = options.get("profile") or args.get("profile") or table_profile
+    if options.get("profile") and args.get("profile") and options["profile"] != args["profile"]:
+        from bench.errors import BenchError
+
+        raise BenchError(f"--profile {options['profile']} and --suite-args profile={args['profile']} disagree; "
+                         "give one of them")
+    if profile:
+        args["profile"] = get_profile(str(profile)).name
+    return args
+
+
 def _train_steps(model: Model, paper: Paper, paths: Mapping[str, str], done: set[str]) -> list[Step]:
     steps: list[Step] = []
     for dep in model.needs:
@@ -87,6 +105,7 @@ def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
     paths = {"models": models_dir, "jdb": options.get("jdb") or "prompts/journeydb.jsonl",
              "laion": options.get("laion") or "prompts/laion.csv", "pairs": options.get("pairs") or "data/pairs.jsonl"}
     passthrough = []
+    suite_args = _suite_args(options, paper.protocol_of(table).get("profile"))
     for attr, flag in RUN_OPTIONS.items():
         if options.get(attr) is not None:
             passthrough += [flag, str(options[attr])]
@@ -122,8 +141,9 @@ def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
                 steps.append(Step("latency", model.id, argv, {"out": dest}))
                 continue
             name = f"{what}-{model.id}"
-            argv = ["run", "--method", model.method, *args_flag, "--suite", what, "--out", out, "--run-name", name,
-                    *passthrough]
+            suite_flag = ["--suite-args", _kv(suite_args)] if suite_args else []
+            argv = ["run", "--method", model.method, *args_flag, "--suite", what, *suite_flag, "--out", out,
+                    "--run-name", name, *passthrough]
             steps.append(Step("run", model.id, argv, {"method": model.method, "method_args": _kv(method_args),
                                                       "suite": what, "out": out, "run_name": name}))
     if trained:

@@ -1,0 +1,298 @@
+"""An offline Hugging Face hub cache holding toy-size models under the real hub ids.
+
+Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, TAESD) gets a
+snapshot in the hub cache's own layout::
+
+    <cache>/models--<owner>--<name>/blobs/<sha256>          file contents
+                                   /refs/main               the snapshot's commit hash
+                                   /snapshots/<commit>/...  the repository's files (links to the blobs)
+
+with the file names, sub-folders and config keys of the real repository, toy dimensions (the networks of
+:mod:`methods.components`) and seeded random weights. Nothing downstream knows it is a toy: ``snapshot_download``,
+``hf_hub_download``, ``try_to_load_from_cache`` and every ``from_pretrained`` read it exactly as they read a
+download, so tests (and a user who wants to try a command offline) walk the same loading code as a real run.
+
+Facts mirrored from the real repositories: SD-Turbo and SwiftBrush are full diffusers pipelines of the SD 2.1
+architecture whose text encoder and VAE are SD 2.1-base's (so the toy copies share those weights, and only the
+UNets differ); SD-Turbo ships an ``EulerDiscreteScheduler`` with trailing timesteps, SD 2.1-base a PLMS-only
+``PNDMScheduler``; InstaFlow is an SD 1.5 pipeline (quick-GELU text encoder, ``<|endoftext|>`` padding) with a
+safety checker the project never loads; TAESD is a bare ``AutoencoderTiny`` at the repository root. The tokenizer
+files are the CLIP BPE vocabulary that open_clip ships, written as ``vocab.json`` + ``merges.txt``.
+
+Build one from the command line (``--cache`` defaults to ``$HF_HUB_CACHE``)::
+
+    python -m bench.toy_hub --cache /tmp/toy-hub
+    HF_HUB_CACHE=/tmp/toy-hub HF_HUB_OFFLINE=1 python -m bench run --method sd-turbo --suite smoke --limit 4
+
+Every image and number such a run produces comes from random toy weights and says so (``weights`` is recorded
+as ``"toy-hub"`` in each snapshot's ``bench_toy_hub.json``; results are never comparable to published ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+SD_TURBO = "stabilityai/sd-turbo"
+SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
+SWIFTBRUSH = "thuanz123/swiftbrush"
+INSTAFLOW = "XCLIU/instaflow_0_9B_from_sd_1_5"
+TAESD = "madebyollin/taesd"
+#: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
+MARKER = "bench_toy_hub.json"
+
+_SCHEDULER_COMMON: dict[str, Any] = {
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+#: Scheduler configs as the real repositories ship them (class and keys).
+SCHEDULERS: dict[str, dict[str, Any]] = {
+    SD_TURBO: {"_class_name": "EulerDiscreteScheduler", **_SCHEDULER_COMMON, "interpolation_type": "linear",
+               "timestep_spacing": "trailing", "use_karras_sigmas": False},
+    SD21_BASE: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
+    SWIFTBRUSH: {"_class_name": "DDPMScheduler", **_SCHEDULER_COMMON, "variance_type": "fixed_small"},
+    INSTAFLOW: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
+}
+
+
+# -- the hub cache layout ----------------------------------------------------------------------------------
+def repo_folder(cache: Path, repo: str) -> Path:
+    """``<cache>/models--owner--name``: where the hub cache keeps a model repository."""
+    return Path(cache) / ("models--" + repo.replace("/", "--"))
+
+
+def commit_hash(files: dict[str, bytes]) -> str:
+    """A 40-hex commit id that depends only on the snapshot's file names and contents."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()
+
+
+def write_snapshot(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """Store ``files`` (path in repo -> bytes) as the ``main`` snapshot of ``repo``; returns the snapshot folder.
+
+    Blobs are named by their sha256 and the snapshot holds relative symbolic links to them, as the hub client
+    writes them (a copy where links cannot be made). Re-writing the same files is a no-op.
+    """
+    root = repo_folder(cache, repo)
+    commit = commit_hash(files)
+    snapshot = root / "snapshots" / commit
+    for name, data in files.items():
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if not blob.exists():
+            tmp = blob.with_suffix(".incomplete")
+            tmp.write_bytes(data)
+            os.replace(tmp, blob)
+        target = snapshot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            continue
+        try:
+            target.symlink_to(os.path.relpath(blob, target.parent))
+        except OSError:
+            shutil.copyfile(blob, target)
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+# -- repository contents ---------------------------------------------------------------------------------
+def clip_tokenizer_files(pad_token: str) -> dict[str, bytes]:
+    """``tokenizer/`` of an SD pipeline (CLIPTokenizer) from the CLIP BPE vocabulary open_clip ships.
+
+    ``vocab.json`` maps the byte-level symbols, their word-final forms, every merge and the two special tokens
+    to ids 0..49407; ``merges.txt`` lists the 48,894 merges in rank order. SD 2.x pads with ``!`` (id 0),
+    SD 1.x with ``<|endoftext|>``.
+    """
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = lines[1:49152 - 256 - 2 + 1]
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    encoder = {token: i for i, token in enumerate(vocab)}
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+               "pad_token": pad_token}
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
+              "errors": "replace", "add_prefix_space": False, **special}
+    return {
+        "tokenizer/vocab.json": json.dumps(encoder, ensure_ascii=False).encode("utf-8"),
+        "tokenizer/merges.txt": ("#version: 0.2\n" + "\n".join(merges) + "\n").encode("utf-8"),
+        "tokenizer/special_tokens_map.json": _json(special),
+        "tokenizer/tokenizer_config.json": _json(config),
+    }
+
+
+def _save(module: Any) -> dict[str, bytes]:
+    """``save_pretrained`` in safetensors into a temporary folder; its files by name."""
+    from transformers.utils import logging as tlogging
+
+    tlogging.disable_progress_bar()  # "Writing model shards" bars for a few kilobytes
+    with tempfile.TemporaryDirectory() as tmp:
+        module.save_pretrained(tmp, safe_serialization=True)
+        return _folder_files(Path(tmp))
+
+
+def _prefixed(prefix: str, files: dict[str, bytes]) -> dict[str, bytes]:
+    return {f"{prefix}/{k}": v for k, v in files.items()}
+
+
+def _toy_unet(seed: int, sd15: bool = False) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    from methods.components import TINY_UNET_CONFIG, seeded
+
+    config = {**TINY_UNET_CONFIG, **({"use_linear_projection": False} if sd15 else {})}
+    return seeded(seed, lambda: UNet2DConditionModel(**config))
+
+
+def _toy_text_encoder(seed: int, sd15: bool = False) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from methods.components import TINY_TEXT_ENCODER_CONFIG, seeded
+
+    config = {**TINY_TEXT_ENCODER_CONFIG, "hidden_act": "quick_gelu" if sd15 else "gelu"}
+    return seeded(seed, lambda: CLIPTextModel(CLIPTextConfig(**config)))
+
+
+def _toy_vae(seed: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    from methods.components import TINY_VAE_CONFIG, seeded
+
+    return seeded(seed, lambda: AutoencoderKL(**TINY_VAE_CONFIG))
+
+
+def sd_pipeline_files(repo: str, seed: int, *, unet_seed: int, sd15: bool = False,
+                      extra_index: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """A Stable Diffusion pipeline repository at toy size: model_index.json and its five component folders.
+
+    Text encoder and VAE are seeded by ``seed`` (shared by the SD 2.1 family), the UNet by ``unet_seed``.
+    """
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.8.0",
+        "feature_extractor": ["transformers", "CLIPImageProcessor"] if sd15 else [None, None],
+        "requires_safety_checker": bool(sd15),
+        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"] if sd15 else [None, None],
+        "scheduler": ["diffusers", SCHEDULERS[repo]["_class_name"]],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        **(extra_index or {}),
+    }
+    files = {"model_index.json": _json(index), "scheduler/scheduler_config.json": _json(SCHEDULERS[repo])}
+    files.update(clip_tokenizer_files("<|endoftext|>" if sd15 else "!"))
+    files.update(_prefixed("text_encoder", _save(_toy_text_encoder(seed, sd15))))
+    files.update(_prefixed("vae", _save(_toy_vae(seed + 2))))
+    files.update(_prefixed("unet", _save(_toy_unet(unet_seed, sd15))))
+    return files
+
+
+def taesd_files(seed: int) -> dict[str, bytes]:
+    """madebyollin/taesd: an AutoencoderTiny at the repository root (toy size: the tiny VAE's image scale)."""
+    from methods.loading import random_taesd
+
+    return _save(random_taesd(seed, "tiny"))
+
+
+#: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
+UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31}
+
+
+def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
+    return {
+        SD21_BASE: lambda: sd_pipeline_files(SD21_BASE, seed, unet_seed=seed + UNET_SEEDS[SD21_BASE]),
+        SD_TURBO: lambda: sd_pipeline_files(SD_TURBO, seed, unet_seed=seed + UNET_SEEDS[SD_TURBO]),
+        SWIFTBRUSH: lambda: sd_pipeline_files(SWIFTBRUSH, seed, unet_seed=seed + UNET_SEEDS[SWIFTBRUSH]),
+        INSTAFLOW: lambda: sd_pipeline_files(INSTAFLOW, seed + 100, unet_seed=seed + UNET_SEEDS[INSTAFLOW], sd15=True,
+                                             extra_index={"_class_name": "RectifiedFlowPipeline"}),
+        TAESD: lambda: taesd_files(seed),
+    }
+
+
+#: Every repository the toy hub holds.
+REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, TAESD)
+
+
+def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, seed: int = 0) -> dict[str, Path]:
+    """Write the toy snapshots of ``repos`` (default: all of :data:`REPOS`) into the hub cache ``cache``.
+
+    Returns repo id -> snapshot folder. Deterministic: the same seed gives the same files and commit hashes.
+    """
+    builders = _builders(seed)
+    unknown = [r for r in (repos or ()) if r not in builders]
+    if unknown:
+        from bench.errors import BenchError
+
+        raise BenchError(f"the toy hub has no {unknown[0]!r}; it holds {', '.join(REPOS)}")
+    out = {}
+    for repo in repos or REPOS:
+        files = builders[repo]()
+        files[MARKER] = _json({"repo": repo, "weights": "toy-hub", "seed": seed,
+                               "note": "toy-size networks with seeded random weights, not the published model"})
+        out[repo] = write_snapshot(Path(cache), repo, files)
+    return out
+
+
+def is_toy(snapshot: str | os.PathLike[str]) -> bool:
+    """True for a snapshot folder written by :func:`build`."""
+    return (Path(snapshot) / MARKER).is_file()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.toy_hub [--cache DIR] [--seed S] [REPO ...]``."""
+    from bench.errors import OneLineParser, run_guarded
+
+    parser = OneLineParser(prog="python -m bench.toy_hub",
+                           description="Write toy-size models under the real hub ids into a Hugging Face hub cache.")
+    parser.add_argument("--cache", help="hub cache folder to write into (default: $HF_HUB_CACHE)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("repos", nargs="*", help=f"repositories to write (default: all of {', '.join(REPOS)})")
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        cache = args.cache or os.environ.get("HF_HUB_CACHE")
+        if not cache:
+            from huggingface_hub import constants
+
+            cache = constants.HF_HUB_CACHE
+        for repo, path in build(cache, args.repos or None, args.seed).items():
+            print(f"{repo}: {path}")
+        print(f"toy hub in {cache}: use it with HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1 (random toy weights: "
+              "nothing it produces is comparable to published numbers)")
+        return 0
+
+    return run_guarded("bench.toy_hub", body, "nothing is lost: run it again")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
