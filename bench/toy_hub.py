@@ -1,6 +1,7 @@
 """An offline Hugging Face hub cache holding toy-size models under the real hub ids.
 
-Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, TAESD) gets a
+Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, SD 1.5 for
+the paper's ``diffusers`` row, TAESD) gets a
 snapshot in the hub cache's own layout::
 
     <cache>/models--<owner>--<name>/blobs/<sha256>          file contents
@@ -15,8 +16,8 @@ download, so tests (and a user who wants to try a command offline) walk the same
 Facts mirrored from the real repositories: SD-Turbo and SwiftBrush are full diffusers pipelines of the SD 2.1
 architecture whose text encoder and VAE are SD 2.1-base's (so the toy copies share those weights, and only the
 UNets differ); SD-Turbo ships an ``EulerDiscreteScheduler`` with trailing timesteps, SD 2.1-base a PLMS-only
-``PNDMScheduler``; InstaFlow is an SD 1.5 pipeline (quick-GELU text encoder, ``<|endoftext|>`` padding) with a
-safety checker the project never loads; TAESD is a bare ``AutoencoderTiny`` at the repository root. The tokenizer
+``PNDMScheduler``; InstaFlow and SD 1.5 are SD 1.5 pipelines (quick-GELU text encoder, ``<|endoftext|>`` padding)
+with a safety checker and its image processor, which the project never loads; TAESD is a bare ``AutoencoderTiny`` at the repository root. The tokenizer
 files are the CLIP BPE vocabulary that open_clip ships, written as ``vocab.json`` + ``merges.txt``.
 
 Build one from the command line (``--cache`` defaults to ``$HF_HUB_CACHE``)::
@@ -43,6 +44,7 @@ SD_TURBO = "stabilityai/sd-turbo"
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
 SWIFTBRUSH = "thuanz123/swiftbrush"
 INSTAFLOW = "XCLIU/instaflow_0_9B_from_sd_1_5"
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 TAESD = "madebyollin/taesd"
 #: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
 MARKER = "bench_toy_hub.json"
@@ -66,6 +68,7 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     SD21_BASE: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
     SWIFTBRUSH: {"_class_name": "DDPMScheduler", **_SCHEDULER_COMMON, "variance_type": "fixed_small"},
     INSTAFLOW: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
+    SD15: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
 }
 
 
@@ -190,6 +193,26 @@ def _toy_vae(seed: int) -> Any:
     return seeded(seed, lambda: AutoencoderKL(**TINY_VAE_CONFIG))
 
 
+def _toy_safety_checker(seed: int) -> Any:
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    from methods.components import seeded
+
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = CLIPConfig(text_config=tower, vision_config={**tower, "image_size": 32, "patch_size": 8},
+                        projection_dim=32)
+    return seeded(seed, lambda: StableDiffusionSafetyChecker(config))
+
+
+def _feature_extractor_files() -> dict[str, bytes]:
+    from transformers import CLIPImageProcessor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(tmp)
+        return _folder_files(Path(tmp))
+
+
 def sd_pipeline_files(repo: str, seed: int, *, unet_seed: int, sd15: bool = False,
                       extra_index: dict[str, Any] | None = None) -> dict[str, bytes]:
     """A Stable Diffusion pipeline repository at toy size: model_index.json and its five component folders.
@@ -214,6 +237,9 @@ def sd_pipeline_files(repo: str, seed: int, *, unet_seed: int, sd15: bool = Fals
     files.update(_prefixed("text_encoder", _save(_toy_text_encoder(seed, sd15))))
     files.update(_prefixed("vae", _save(_toy_vae(seed + 2))))
     files.update(_prefixed("unet", _save(_toy_unet(unet_seed, sd15))))
+    if sd15:  # SD 1.x repositories ship the safety checker and its image processor (never loaded here)
+        files.update(_prefixed("safety_checker", _save(_toy_safety_checker(seed + 4))))
+        files.update(_prefixed("feature_extractor", _feature_extractor_files()))
     return files
 
 
@@ -225,7 +251,7 @@ def taesd_files(seed: int) -> dict[str, bytes]:
 
 
 #: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
-UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31}
+UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 41}
 
 
 def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
@@ -235,12 +261,13 @@ def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
         SWIFTBRUSH: lambda: sd_pipeline_files(SWIFTBRUSH, seed, unet_seed=seed + UNET_SEEDS[SWIFTBRUSH]),
         INSTAFLOW: lambda: sd_pipeline_files(INSTAFLOW, seed + 100, unet_seed=seed + UNET_SEEDS[INSTAFLOW], sd15=True,
                                              extra_index={"_class_name": "RectifiedFlowPipeline"}),
+        SD15: lambda: sd_pipeline_files(SD15, seed + 100, unet_seed=seed + UNET_SEEDS[SD15], sd15=True),
         TAESD: lambda: taesd_files(seed),
     }
 
 
 #: Every repository the toy hub holds.
-REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, TAESD)
+REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD)
 
 
 def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, seed: int = 0) -> dict[str, Path]:

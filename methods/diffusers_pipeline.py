@@ -49,6 +49,10 @@ def load_pipeline(model: str, revision: str | None, dtype: Any) -> tuple[Any, di
                 )
             )
         source = {"id": model, "revision": path.name}
+    from bench.toy_hub import MARKER
+
+    if (path / MARKER).is_file():  # toy-size random weights (bench.toy_hub), not the published model
+        source["toy_hub"] = True
     try:
         pipe = DiffusionPipeline.from_pretrained(path, use_safetensors=True, torch_dtype=dtype, safety_checker=None)
     except (OSError, ValueError) as exc:
@@ -91,12 +95,13 @@ class DiffusersPipelineGenerator(MultiStepGenerator):
             raise BenchError("method 'diffusers': give the pipeline as model=...; weights= only takes 'random'")
         pipe, source = load_pipeline(args["model"], args.get("revision"), self.dtype)
         sources = {"pipeline": source, "class": type(pipe).__name__, "unet": source}
+        weights = RANDOM if source.get("toy_hub") else "pretrained"
         if is_sd_like(pipe):
             self.pipe = None
             if args.get("vae") == "tiny":
                 raise BenchError("method 'diffusers': vae=tiny is not supported; use the pipeline's own VAE")
             parts = Components(hf_tokenizer(pipe.tokenizer), pipe.text_encoder, pipe.unet, pipe.vae, pipe.scheduler)
-            return Built(parts, dict(pipe.scheduler.config), sources, "pretrained")
+            return Built(parts, dict(pipe.scheduler.config), sources, weights)
         # Whole-pipeline mode: stages other than the denoiser are pass-throughs.
         if args["scheduler"] != "default" or args.get("vae") == "tiny":
             raise BenchError(f"method 'diffusers': {type(pipe).__name__} runs whole; scheduler= and vae=tiny "
@@ -105,7 +110,7 @@ class DiffusersPipelineGenerator(MultiStepGenerator):
         self.pipe.set_progress_bar_config(disable=True)
         denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
         parts = Components(None, None, denoiser, pipe.vae, pipe.scheduler)
-        return Built(parts, dict(pipe.scheduler.config), sources, "pretrained")
+        return Built(parts, dict(pipe.scheduler.config), sources, weights)
 
     def load(self, device: Any, dtype: Any) -> None:
         self._start_load(device, dtype)

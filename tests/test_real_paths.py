@@ -60,6 +60,7 @@ def test_toy_hub_tokenizer_is_the_clip_vocabulary(toy_hub_cache):
 
 @pytest.mark.parametrize("method,args", [
     ("sd-turbo", ""), ("swiftbrush", ""), ("instaflow", ""), ("sd21", "steps=2"), ("sd-turbo", "vae=tiny"),
+    ("diffusers", "model=stable-diffusion-v1-5/stable-diffusion-v1-5,steps=2"),
 ])
 def test_each_method_loads_its_real_id(method, args, on_toy_hub, tmp_path):
     argv = ["run", "--method", method, *RUN, "--metrics", "none", "--out", str(tmp_path), "--run-name", "r"]
@@ -105,6 +106,20 @@ def test_student_of_the_hub_teacher_evaluates(students, on_toy_hub, tmp_path):
                              "--metrics", "none", "--out", str(tmp_path), "--run-name", name)
         assert rc == 0, err
         assert _results(tmp_path / name)["config"]["generator"]["weights"] == "random"
+
+
+def test_release_checkpoint_layout_takes_sd_turbo_from_the_hub(students, on_toy_hub, tmp_path):
+    """The SBv2 release's layout (DIR/unet_ema/, no card): the base defaults to the SD-Turbo id."""
+    release = tmp_path / "release"
+    (release / "unet_ema").mkdir(parents=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        shutil.copyfile(students / "model-a" / name, release / "unet_ema" / name)
+    rc, _, err = run_cli("run", "--method", "sbv2", "--method-args", f"weights={release}", *RUN, "--metrics", "none",
+                         "--out", str(tmp_path / "runs"), "--run-name", "release")
+    assert rc == 0, err
+    sources = _results(tmp_path / "runs" / "release")["config"]["generator"]["sources"]
+    assert sources["base"] == SD_TURBO and sources["unet"]["subfolder"] == "unet_ema"
+    assert sources["text_encoder"]["id"] == SD_TURBO and sources["text_encoder"]["toy_hub"]
 
 
 def test_student_whose_base_is_missing_is_one_line(students, on_toy_hub, tmp_path):
@@ -203,3 +218,95 @@ def test_table4_run_under_its_profile_is_not_flagged_for_the_hps_version():
     reasons = run_reasons(Results.from_dict({"method": "sd-turbo", "suite": "hpsv2", "metrics": {},
                                              "comparable": True, "config": release}), protocol)
     assert any("v2.1" in r for r in reasons) and any("profile" in r for r in reasons)
+
+
+# -- bench reproduce of the tables with trained rows: the plan's own training commands, then the plan -----------
+#: What a CPU adds to the plan's training commands (none of it is part of a student's recipe).
+CPU_TRAINING = [*CPU, "student_lora_rank=4", "student_lora_alpha=8", "clip_model=tiny", "clip_pretrained=random"]
+TRAINED_TABLES = ("table3", "table4", "table7")
+
+
+def _write_training_data(root: Path) -> dict[str, Path]:
+    """Prompt files in the formats of JourneyDB (JSONL) and LAION (CSV) exports, and image-text pairs."""
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    jdb, laion, pairs = root / "journeydb.jsonl", root / "laion.csv", root / "pairs.jsonl"
+    jdb.write_text("".join(json.dumps({"prompt": f"a castle in the clouds, style {i}"}) + "\n" for i in range(4)))
+    laion.write_text("caption,url\n" + "".join(f"a photo of a dog number {i},http://x/{i}.jpg\n" for i in range(4)))
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / f"pair-{i}.png")
+        lines.append(json.dumps({"image": f"pair-{i}.png", "caption": f"a red square number {i}"}))
+    pairs.write_text("\n".join(lines) + "\n")
+    return {"--jdb": jdb, "--laion": laion, "--pairs": pairs}
+
+
+@pytest.fixture(scope="module")
+def paper_models(toy_hub_cache, tmp_path_factory):
+    """Every model Tables 3, 4 and 7 train, made by running the training commands `reproduce --dry-run` prints
+    (with CPU settings appended) on the toy hub."""
+    import shlex
+
+    import huggingface_hub.constants
+
+    from training.cli import main as training
+
+    root = tmp_path_factory.mktemp("paper")
+    data = _write_training_data(root / "data")
+    models = root / "models"
+    places = ["--models", str(models), *(x for k, v in data.items() for x in (k, str(v)))]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(toy_hub_cache))
+    done: set[str] = set()
+    try:
+        for table in TRAINED_TABLES:
+            rc, out, err = run_cli("reproduce", table, "--dry-run", *places)
+            assert rc == 0, err
+            for line in out.splitlines():
+                if not line.startswith("python -m training ") or line in done:
+                    continue
+                done.add(line)
+                argv = shlex.split(line)[3:]
+                extra = ["--max-steps", "2", "--set", *CPU_TRAINING] if argv[0] == "distill" else []
+                assert training([*argv, *extra]) == 0, line
+    finally:
+        mp.undo()
+    return {"root": root, "places": places}
+
+
+@pytest.mark.parametrize("table", TRAINED_TABLES)
+def test_reproduce_tables_with_trained_rows(table, paper_models, on_toy_hub, coco_root, hpsv2_prompts, tmp_path):
+    """The plan executed with --limit: every runnable row, public or trained here, gets its run, and the report
+    reads each into its own row, not comparable only for the reasons that hold."""
+    from bench.report.collect import collect
+    from bench.report.data import paper
+    from bench.report.match import match, measure
+
+    if table == "table4":
+        data = ["--prompts", str(hpsv2_prompts), "--metrics", "hps",
+                "--metric-args", "hps.weights=random,hps.model=ViT-B-32"]
+    else:
+        data = ["--data-root", str(coco_root), "--metrics", "fid", "--metric-args", "fid.weights=random"]
+    runs = tmp_path / "runs"
+    rc, _, err = run_cli("reproduce", table, "--limit", "4", "--device", "cpu", *paper_models["places"], *data,
+                         "--out", str(runs), "--report", str(tmp_path / "report"))
+    assert rc == 0, err
+    the_paper = paper()
+    spec = the_paper.table(table)
+    matches = match(the_paper, collect([runs]))
+    column = next(c for c in spec.columns if c.measure in ("fid", "hps/anime"))
+    runnable = [r.model for r in spec.rows if the_paper.models.get(r.model) and the_paper.models[r.model].method]
+    assert runnable
+    for model in runnable:
+        assert [Path(r.run_dir).name for r in matches.runs.get(model, [])] == [f"{spec_suite(table)}-{model}"]
+        cell = measure(the_paper, spec, column, model, matches)
+        assert cell is not None and not cell.comparable, model
+        assert not any("profile" in r or "HPS v" in r for r in cell.reasons), (model, cell.reasons)
+    assert (tmp_path / "report" / f"{table}.md").is_file()
+
+
+def spec_suite(table: str) -> str:
+    return "hpsv2" if table == "table4" else "coco30k"
