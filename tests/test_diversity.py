@@ -71,7 +71,7 @@ def test_diversity_run_end_to_end(tmp_path, one_thread):
     assert 1.0 <= res["metrics"]["vendi"] <= 3.0 and 0.0 <= res["metrics"]["pairwise_distance"] <= 2.0
     info = res["metric_info"]["diversity"]
     assert info["prompts"] == 2 and info["images_per_prompt"] == [3]
-    assert info["bootstrap"]["unit"] == "group" and info["bootstrap"]["B"] == 20
+    assert info["bootstrap"]["unit"] == "prompt" and info["bootstrap"]["B"] == 20
     lo, hi = info["ci95"]["vendi"]
     assert lo <= res["metrics"]["vendi"] + 1e-9 and hi >= lo
 
