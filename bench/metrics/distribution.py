@@ -7,7 +7,9 @@ CMMD (Jayasumana et al. 2024, google-research/cmmd).
   stretches non-square reference photos); generated square images are unaffected.
 * ``cmmd``: MMD^2 with a Gaussian kernel (sigma = 10) between L2-normalised CLIP ViT-L/14 embeddings at 336 px
   (``openai/clip-vit-large-patch14-336``), x 1000, with cmmd's estimator: the plain means of the three kernel
-  matrices, diagonals included (a biased V-statistic).
+  matrices, diagonals included (a biased V-statistic). Images take cmmd's path: centre crop to the short side
+  (offset floor((long - short) / 2)), PIL bicubic resize to 336 px in 8 bits, then [0, 1] and CLIP's
+  normalisation (``crop=false``: the whole image, stretched).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def cmmd(generated: Any, reference: Any, sigma: float = CMMD_SIGMA, scale: float
 
 def _transform(crop: bool) -> Preprocess:
     """The evaluation transform of these networks: the image at its own resolution, centre-cropped or not (the
-    network resizes it itself)."""
+    network's preparation resizes it)."""
     return Preprocess(size=None, center_crop=crop)
 
 
