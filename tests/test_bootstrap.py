@@ -143,6 +143,11 @@ def test_smoke_run_has_intervals_and_the_table_shows_them(smoke_run):
     assert set(info["hps"]["ci95"]) >= {"hps"}
     table = results_table(res)
     assert "95% CI" in table and f"[{_fmt(lo)}, {_fmt(hi)}]" in table
+    assert lo <= res["metrics"]["fid"] <= hi
+    covers = info["precision_recall"]["bootstrap"]["covers"]
+    assert covers["recall"].startswith("conditional") and not covers["precision"].startswith("conditional")
+    rows = {line.split()[0]: line for line in table.splitlines()[2:] if line.strip()}
+    assert "conditional" in rows["recall"] and "conditional" not in rows["precision"]
 
 
 def test_cmmd_batch_replicates_equal_one_compute_per_resample(monkeypatch):
