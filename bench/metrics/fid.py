@@ -158,9 +158,10 @@ class FrechetReference:
 
         dev = torch.device(device) if device is not None else torch.device("cpu")
         x = torch.as_tensor(np.asarray(gen, np.float64), device=dev)
-        x = x - x.mean(0)  # sums of centred rows keep the downdate well conditioned
+        centre = x.mean(0)
+        x = x - centre  # sums of centred rows keep the downdate well conditioned
         root = torch.as_tensor(self.root, device=dev)
-        shift = torch.as_tensor(np.asarray(gen, np.float64).mean(0), device=dev) - torch.as_tensor(self.mu, device=dev)
+        shift = centre - torch.as_tensor(self.mu, device=dev)
         trace_ref = float(np.trace(self.sigma))
         n = x.shape[0]
         total_sq, total = x.T @ x, x.sum(0)
