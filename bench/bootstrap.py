@@ -168,14 +168,15 @@ def jackknife_interval(point: float, replicates: Sequence[float], level: float =
 def intervals(metric: Any, rec: Recording, values: dict[str, float], b: int = DEFAULT_B,
               seed: int = DEFAULT_SEED) -> dict[str, Any] | None:
     """``{"ci95": {key: [lo, hi]}, "bootstrap": {...}}`` for a metric computed on ``rec`` with point ``values``;
-    None when the metric opts out, ``b`` is 0 or there are fewer than 2 samples (or groups)."""
+    None when the metric opts out, ``b`` is 0, there are fewer than 2 groups, or a replicate would keep fewer
+    than 2 generated samples or fewer than the metric needs (:meth:`Metric.min_samples`)."""
     check_groups(b)
     n = len(rec.base.prompts)
     if b == 0 or n < 2 or not metric.bootstrap:
         return None
     unit = metric.bootstrap_unit
     drawn = draws(n, rec.base.groups, unit, b, seed, list(rec.base.prompts))
-    if len(drawn) < 2:
+    if len(drawn) < 2 or min(len(idx) for idx, _ in drawn) < max(2, metric.min_samples().generated):
         return None
     start = time.perf_counter()
     reps: dict[str, list[float]] = {k: [] for k in values}

@@ -89,13 +89,22 @@ def test_bootstrap_below_two_is_one_line_exit_2(value, tmp_path):
     assert not list(tmp_path.iterdir()), "nothing is generated"
 
 
-def test_opt_out_and_zero_replicates():
+def test_opt_out_zero_replicates_and_too_few_samples_to_leave_any_out():
+    from bench.metrics import fid as fidmod
+
     class NoBoot(Mean):
         bootstrap = False
 
     rec = Recording(Ctx(np.ones((5, 1))))
     assert intervals(NoBoot(), rec, {"mean": 1.0}, b=10) is None
     assert intervals(Mean(), rec, {"mean": 1.0}, b=0) is None
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(6, 3))
+    two = Recording(Ctx(rng.normal(size=(2, 3)), ref))  # a replicate would keep 1 sample: no interval
+    assert intervals(fidmod.FID(weights="random"), two, {"fid": 1.0}, b=10) is None
+    assert intervals(Mean(), Recording(Ctx(np.arange(2.0)[:, None])), {"mean": 0.5, "text": 0.5}, b=10) is None
+    three = Recording(Ctx(rng.normal(size=(3, 3)), ref))
+    assert intervals(fidmod.FID(weights="random"), three, {"fid": 1.0}, b=10)["bootstrap"]["groups"] == 3
 
 
 @pytest.mark.parametrize("unit", ["group", "prompt"])

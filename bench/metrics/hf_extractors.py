@@ -94,7 +94,8 @@ def hub_position_embeddings(table: Any, patch: int, height: int, width: int) -> 
     load) adds to a ``height`` x ``width`` image's tokens, from its table (1, 1 + M * M, dim) on an M x M grid:
     the table itself for an M x M image, else the grid resized bicubically (no antialiasing) by the scale
     factors (rows + 0.1) / M and (cols + 0.1) / M, computed in float32. transformers resizes to the target size
-    instead; the two grids sample the table at different points (5e-3 apart in ViT-L/14 features at 224 px)."""
+    instead; the two grids sample the table at different points (features differ, e.g. by up to 2.5e-3 with
+    random ViT-L/14 weights at 224 px)."""
     import math
 
     import torch
