@@ -73,6 +73,17 @@ def test_dinov2_network_resizes_position_embeddings_by_the_hub_rule():
     assert np.abs(direct[0] - direct[1]).max() < 1e-5 and np.abs(direct[0] - direct[2]).max() < 1e-5
 
 
+def test_hub_position_rule_on_other_shapes():
+    """Non-square inputs, and a non-square one with the table's own patch count (which the hub still resizes)."""
+    from bench.metrics.hf_extractors import hub_position_embeddings
+
+    table = torch.randn(1, 1 + 37 * 37, 8, generator=torch.Generator().manual_seed(0))
+    for h, w in ((224, 224), (224, 280), (300, 196), (518, 518), (518, 524)):
+        want = hub_rule(table, 14, torch.empty(1, 3, h, w))
+        torch.testing.assert_close(hub_position_embeddings(table, 14, h, w), want, rtol=0, atol=0)
+    assert not torch.equal(hub_position_embeddings(table, 14, 518, 524), table)
+
+
 def _normalized(imgs: np.ndarray) -> np.ndarray:
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     return ((imgs / 255.0 - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)

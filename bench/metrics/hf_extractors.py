@@ -92,17 +92,17 @@ HUB_INTERPOLATE_OFFSET = 0.1
 def hub_position_embeddings(table: Any, patch: int, height: int, width: int) -> Any:
     """The position embeddings (1, 1 + rows * cols, dim) the torch-hub DINOv2 (what dgm-eval and torch-fidelity
     load) adds to a ``height`` x ``width`` image's tokens, from its table (1, 1 + M * M, dim) on an M x M grid:
-    the table itself for an M x M image, else the grid resized bicubically (no antialiasing) by the scale
-    factors (rows + 0.1) / M and (cols + 0.1) / M, computed in float32. transformers resizes to the target size
-    instead; the two grids sample the table at different points (features differ, e.g. by up to 2.5e-3 with
-    random ViT-L/14 weights at 224 px)."""
+    the table itself for a square image of M x M patches, else the grid resized bicubically (no antialiasing)
+    by the scale factors (rows + 0.1) / M and (cols + 0.1) / M, computed in float32. transformers resizes to the
+    target size instead; the two grids sample the table at different points (features differ, e.g. by up to
+    2.5e-3 with random ViT-L/14 weights at 224 px)."""
     import math
 
     import torch
 
     grid = table.shape[1] - 1
     rows, cols = height // patch, width // patch
-    if rows * cols == grid and rows == cols:
+    if rows * cols == grid and height == width:
         return table
     m = int(math.sqrt(grid))
     patches = table[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
