@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import plugins
-from bench.bootstrap import Recording, attach_interval
+from bench.bootstrap import Recording, attach_interval, check_groups
 from bench.errors import BenchError
 from bench.feature_cache import GeneratedFeatures
 from bench.features import FeatureStore, Network, RunContext, chunks, default_workers
@@ -106,6 +106,7 @@ class Run:
             raise BenchError(f"--limit must be at least 1, got {request.limit}")
         if request.workers is not None and request.workers < 1:
             raise BenchError(f"--workers must be at least 1, got {request.workers}")
+        check_groups(request.bootstrap)
         reg = plugins.current()
         # Resolve every name first, so a typo fails before anything heavy happens.
         if generator is None:

@@ -1,5 +1,6 @@
-"""Bootstrap intervals: the resampled-context contract, percentiles checked by hand, group resampling, FID's
-reused reference, text features from the recording, and the smoke run's results.json and table."""
+"""Intervals (grouped jackknife, bench.bootstrap): the replicate-context contract, the interval checked by hand,
+leaving out whole groups or prompts, FID's reused reference, text features from the recording, bad --bootstrap
+values, and the smoke run's results.json and table. Coverage at realistic sizes: test_interval_coverage.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.bootstrap import Recording, draws, intervals
+from bench.bootstrap import Recording, draws, intervals, jackknife_interval
 from bench.metrics.base import FeatureSpec, Metric, MetricResult
 
 
@@ -42,39 +43,85 @@ class Mean(Metric):
         return MetricResult({"mean": float(gen.mean()), "text": float(txt.mean())})
 
 
-def test_percentile_interval_by_hand():
+def test_jackknife_interval_by_hand():
+    from scipy.stats import t
+
     gen = np.random.default_rng(0).normal(size=(40, 1))
     ctx = Ctx(gen)
     rec = Recording(ctx)
     values = Mean().compute(rec).values
-    got = intervals(Mean(), rec, values, b=50, seed=3)
-    means = [gen[idx].mean() for idx, _ in draws(40, None, "sample", 50, 3)]
-    assert got["ci95"]["mean"] == pytest.approx([np.percentile(means, 2.5), np.percentile(means, 97.5)])
-    # text features of resampled prompts come from the recording: no new text pass, same rows as the samples
-    texts = [np.mean([float(i) for i in idx]) for idx, _ in draws(40, None, "sample", 50, 3)]
-    assert got["ci95"]["text"] == pytest.approx([np.percentile(texts, 2.5), np.percentile(texts, 97.5)])
-    assert ctx.text_calls == 1
-    assert got["bootstrap"] == {**got["bootstrap"], "B": 50, "seed": 3, "unit": "sample", "method": "percentile"}
-    assert intervals(Mean(), rec, values, b=50, seed=3)["ci95"] == got["ci95"]  # seeded
-    assert intervals(Mean(), rec, values, b=50, seed=4)["ci95"] != got["ci95"]
+    got = intervals(Mean(), rec, values, b=8, seed=3)
+    drawn = draws(40, None, "sample", 8, 3)
+    left = [np.setdiff1d(np.arange(40), idx) for idx, _ in drawn]
+    assert sorted(np.concatenate(left)) == list(range(40)) and {len(x) for x in left} == {5}  # a partition
+    for key, rows in (("mean", gen[:, 0]), ("text", np.arange(40.0))):  # prompt i's text feature is i
+        reps = np.array([rows[idx].mean() for idx, _ in drawn])
+        se = np.sqrt(7 / 8 * ((reps - reps.mean()) ** 2).sum())
+        half = t.ppf(0.975, 7) * se
+        assert got["ci95"][key] == pytest.approx([values[key] - half, values[key] + half], rel=1e-12)
+    assert ctx.text_calls == 1  # replicates take text features from the recording: no new text pass
+    boot = got["bootstrap"]
+    assert {k: boot[k] for k in ("B", "groups", "seed", "unit", "method")} == {
+        "B": 8, "groups": 8, "seed": 3, "unit": "sample", "method": "grouped jackknife, t interval"}
+    assert boot["covers"]["mean"].startswith("mean over fresh generated samples")
+    assert intervals(Mean(), rec, values, b=8, seed=3)["ci95"] == got["ci95"]  # seeded
+    assert intervals(Mean(), rec, values, b=8, seed=4)["ci95"] != got["ci95"]
 
 
-def test_opt_out_and_zero_replicates():
+def test_jackknife_interval_contains_the_point_and_rejects_too_few_groups():
+    from bench.errors import BenchError
+
+    (lo, hi), se = jackknife_interval(3.0, [1.0, 5.0, 2.0])
+    assert lo < 3.0 < hi and se > 0
+    rec = Recording(Ctx(np.ones((5, 1))))
+    for b in (1, -1):
+        with pytest.raises(BenchError, match="at least 2 jackknife groups"):
+            intervals(Mean(), rec, {"mean": 1.0}, b=b)
+
+
+@pytest.mark.parametrize("value", ["1", "-1"])
+def test_bootstrap_below_two_is_one_line_exit_2(value, tmp_path):
+    from helpers import run_cli
+
+    rc, _out, err = run_cli("run", "--method", "tiny", "--suite", "smoke", "--limit", "2", "--device", "cpu",
+                            "--bootstrap", value, "--out", str(tmp_path))
+    assert rc == 2 and err.count("\n") == 1 and "at least 2 jackknife groups" in err
+    assert not list(tmp_path.iterdir()), "nothing is generated"
+
+
+def test_opt_out_zero_replicates_and_too_few_samples_to_leave_any_out():
+    from bench.metrics import fid as fidmod
+
     class NoBoot(Mean):
         bootstrap = False
 
     rec = Recording(Ctx(np.ones((5, 1))))
     assert intervals(NoBoot(), rec, {"mean": 1.0}, b=10) is None
     assert intervals(Mean(), rec, {"mean": 1.0}, b=0) is None
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(6, 3))
+    two = Recording(Ctx(rng.normal(size=(2, 3)), ref))  # a replicate would keep 1 sample: no interval
+    assert intervals(fidmod.FID(weights="random"), two, {"fid": 1.0}, b=10) is None
+    assert intervals(Mean(), Recording(Ctx(np.arange(2.0)[:, None])), {"mean": 0.5, "text": 0.5}, b=10) is None
+    three = Recording(Ctx(rng.normal(size=(3, 3)), ref))
+    assert intervals(fidmod.FID(weights="random"), three, {"fid": 1.0}, b=10)["bootstrap"]["groups"] == 3
 
 
-def test_group_draws_keep_whole_groups_and_relabel():
-    groups = ["a", "a", "b", "b", "b", "c"]
-    for idx, labels in draws(6, groups, "group", 20, 0):
-        assert len(set(labels)) == 3  # three groups drawn, each with its own label even when repeated
-        for lab in set(labels):
-            members = idx[[i for i, x in enumerate(labels) if x == lab]]
-            assert sorted(members) == [i for i, g in enumerate(groups) if g == lab.split("#")[0]]
+@pytest.mark.parametrize("unit", ["group", "prompt"])
+def test_draws_leave_out_whole_groups_or_prompts(unit):
+    labels = ["a", "a", "b", "b", "b", "c", "d"]
+    groups = labels if unit == "group" else ["x"] * 7
+    prompts = labels if unit == "prompt" else [str(i) for i in range(7)]
+    drawn = draws(7, groups, unit, 3, 0, prompts)
+    assert len(drawn) == 3  # the 4 labels in 3 parts
+    left_out = []
+    for idx, kept_groups in drawn:
+        out = sorted(set(labels) - {labels[i] for i in idx})
+        assert out and all(labels[i] not in out for i in idx)  # no sample of a left-out label is kept
+        assert sorted(idx) == [i for i, lab in enumerate(labels) if lab not in out]
+        assert kept_groups == [groups[i] for i in idx]
+        left_out += out
+    assert sorted(left_out) == ["a", "b", "c", "d"]  # each label left out exactly once
 
 
 def test_fid_replicates_reuse_the_reference_and_equal_direct_fid():
@@ -105,6 +152,11 @@ def test_smoke_run_has_intervals_and_the_table_shows_them(smoke_run):
     assert set(info["hps"]["ci95"]) >= {"hps"}
     table = results_table(res)
     assert "95% CI" in table and f"[{_fmt(lo)}, {_fmt(hi)}]" in table
+    assert lo <= res["metrics"]["fid"] <= hi
+    covers = info["precision_recall"]["bootstrap"]["covers"]
+    assert covers["recall"].startswith("conditional") and not covers["precision"].startswith("conditional")
+    rows = {line.split()[0]: line for line in table.splitlines()[2:] if line.strip()}
+    assert "conditional" in rows["recall"] and "conditional" not in rows["precision"]
 
 
 def test_cmmd_batch_replicates_equal_one_compute_per_resample(monkeypatch):
@@ -121,14 +173,16 @@ def test_cmmd_batch_replicates_equal_one_compute_per_resample(monkeypatch):
     batch = metric.bootstrap_values(rec, drawn)
     one_by_one = [metric.compute(Resampled(rec, idx, g)).values for idx, g in drawn]
     assert [b["cmmd"] for b in batch] == pytest.approx([o["cmmd"] for o in one_by_one], rel=1e-9)
-    got = intervals(metric, rec, metric.compute(rec).values, b=6, seed=1)["ci95"]["cmmd"]
-    assert got == pytest.approx([np.percentile([b["cmmd"] for b in batch], q) for q in (2.5, 97.5)])
+    point = metric.compute(rec).values["cmmd"]
+    got = intervals(metric, rec, {"cmmd": point}, b=6, seed=1)["ci95"]["cmmd"]
+    assert got == pytest.approx(jackknife_interval(point, [b["cmmd"] for b in batch])[0])
 
 
-def test_manifold_metrics_bootstrap_from_per_sample_decisions():
-    """Precision and density resample the generated samples (the draws), recall and coverage the reference
-    samples (seeded by each draw), with the other manifold fixed; checked against prdc-style by-hand terms."""
-    from bench.metrics.manifold import DensityCoverage, PrecisionRecall, _reference_draw
+def test_manifold_metrics_intervals_from_per_sample_decisions():
+    """Precision and density leave out the generated samples of each draw, recall and coverage the reference
+    samples of a partition into as many groups, with the other manifold fixed (recall and coverage say their
+    interval is conditional); checked against prdc-style by-hand terms."""
+    from bench.metrics.manifold import CONDITIONAL, DensityCoverage, PrecisionRecall, _reference_kept
 
     rng = np.random.default_rng(5)
     ref, gen = rng.normal(size=(60, 6)), rng.normal(0.3, 1.1, size=(50, 6))
@@ -141,22 +195,30 @@ def test_manifold_metrics_bootstrap_from_per_sample_decisions():
     count = (d_rg < r5[:, None]).sum(0)
     cover = (d_rg.min(1) < r5)
     ctx = Ctx(gen, ref)
-    drawn = draws(50, None, "sample", 30, 7)
-    for metric, by_hand in ((PrecisionRecall(weights="random"),
-                             lambda idx, ridx: {"precision": prec[idx].mean(), "recall": recall[ridx].mean()}),
-                            (DensityCoverage(weights="random"),
-                             lambda idx, ridx: {"density": count[idx].sum() / (5 * len(idx)),
-                                                "coverage": cover[ridx].mean()})):
+    drawn = draws(50, None, "sample", 10, 7)
+    kept = _reference_kept(60, drawn)
+    left = [np.setdiff1d(np.arange(60), k) for k in kept]
+    assert sorted(np.concatenate(left)) == list(range(60)) and {len(x) for x in left} == {6}
+    for metric, by_hand, ref_key in (
+            (PrecisionRecall(weights="random"),
+             lambda idx, ridx: {"precision": prec[idx].mean(), "recall": recall[ridx].mean()}, "recall"),
+            (DensityCoverage(weights="random"),
+             lambda idx, ridx: {"density": count[idx].sum() / (5 * len(idx)), "coverage": cover[ridx].mean()},
+             "coverage")):
         values = metric.compute(Recording(ctx)).values
         assert values == pytest.approx(by_hand(np.arange(50), np.arange(60)))
         reps = metric.bootstrap_values(Recording(ctx), drawn)
-        want = [by_hand(idx, _reference_draw(60, idx)) for idx, _ in drawn]
+        want = [by_hand(idx, ridx) for (idx, _), ridx in zip(drawn, kept, strict=True)]
         assert [r[k] for r in reps for k in sorted(r)] == pytest.approx([w[k] for w in want for k in sorted(w)])
-        got = intervals(metric, Recording(ctx), values, b=30, seed=7)
+        got = intervals(metric, Recording(ctx), values, b=10, seed=7)
         for key in values:
-            col = [w[key] for w in want]
-            assert got["ci95"][key] == pytest.approx([np.percentile(col, 2.5), np.percentile(col, 97.5)])
-    assert not np.array_equal(_reference_draw(60, drawn[0][0]), _reference_draw(60, drawn[1][0]))
+            assert got["ci95"][key] == pytest.approx(jackknife_interval(values[key], [w[key] for w in want])[0])
+        assert got["bootstrap"]["covers"][ref_key] == CONDITIONAL
+        other = next(k for k in values if k != ref_key)
+        assert got["bootstrap"]["covers"][other] != CONDITIONAL
+    # fewer reference samples than groups: every reference sample its own group, the other replicates left out
+    few = _reference_kept(4, drawn)
+    assert [len(k) for k in few[:4]] == [3] * 4 and few[4:] == [None] * 6
 
 
 def test_fid_batch_replicates_equal_fid_of_the_resampled_rows():
@@ -170,5 +232,9 @@ def test_fid_batch_replicates_equal_fid_of_the_resampled_rows():
     want = [fidmod.frechet_distance(*fidmod.feature_statistics(gen[idx]), *fidmod.feature_statistics(ref))
             for idx, _ in drawn]
     assert [r["fid"] for r in reps] == pytest.approx(want, rel=1e-9)
+    multiset = rng.integers(0, 40, 40)  # the downdate holds for any counts, duplicates included
+    want = fidmod.frechet_distance(*fidmod.feature_statistics(gen[multiset]), *fidmod.feature_statistics(ref))
+    assert fidmod.FID(weights="random").bootstrap_values(Recording(ctx), [(multiset, None)])[0]["fid"] == \
+        pytest.approx(want, rel=1e-9)
     few = Ctx(gen[:3], ref)  # few samples (2 x 3 <= 6 features): the engine recomputes each replicate itself
     assert fidmod.FID(weights="random").bootstrap_values(Recording(few), draws(3, None, "sample", 3, 0)) is None

@@ -71,7 +71,7 @@ def test_diversity_run_end_to_end(tmp_path, one_thread):
     assert 1.0 <= res["metrics"]["vendi"] <= 3.0 and 0.0 <= res["metrics"]["pairwise_distance"] <= 2.0
     info = res["metric_info"]["diversity"]
     assert info["prompts"] == 2 and info["images_per_prompt"] == [3]
-    assert info["bootstrap"]["unit"] == "group" and info["bootstrap"]["B"] == 20
+    assert info["bootstrap"]["unit"] == "prompt" and info["bootstrap"]["B"] == 20
     lo, hi = info["ci95"]["vendi"]
     assert lo <= res["metrics"]["vendi"] + 1e-9 and hi >= lo
 
@@ -102,3 +102,34 @@ def test_precision_recall_on_any_registered_network(tmp_path, toy, one_thread):
     res = json.loads((tmp_path / "smoke-tiny" / "results.json").read_text())
     assert res["metric_info"]["precision_recall"]["features"] == "toy"
     assert 0.0 <= res["metrics"]["precision"] <= 1.0 and "ci95" not in res["metric_info"]["precision_recall"]
+
+
+def test_diversity_groups_by_prompt_whatever_the_suite_groups():
+    """On a suite whose groups are styles (hpsv2), each prompt's images are scored together, not each style's."""
+    from bench.metrics.diversity import Diversity
+
+    rng = np.random.default_rng(4)
+    feats = rng.normal(size=(6, 5))
+
+    class Ctx:
+        prompts = ["a cat", "a dog", "a cat", "a dog", "a cat", "a bus"]
+        groups = ["anime", "anime", "photo", "photo", "paintings", "paintings"]
+
+        def image_features(self, spec, which):
+            return feats
+
+    result = Diversity(weights="random").compute(Ctx())
+    cat, dog = feats[[0, 2, 4]], feats[[1, 3]]
+    assert result.values["vendi"] == pytest.approx(np.mean([vendi_score(cat), vendi_score(dog)]), rel=1e-12)
+    assert result.values["pairwise_distance"] == pytest.approx(
+        np.mean([mean_pairwise_cosine_distance(cat), mean_pairwise_cosine_distance(dog)]), rel=1e-12)
+    assert result.info["prompts"] == 2 and result.info["images_per_prompt"] == [2, 3]
+
+
+def test_diversity_with_one_sample_stops_before_generating(tmp_path):
+    from helpers import run_cli
+
+    rc, _out, err = run_cli("run", "--method", "tiny", "--suite", "diversity", "--limit", "1", "--metrics",
+                            "diversity", "--out", str(tmp_path))
+    assert rc == 2 and err.count("\n") == 1 and "needs at least 2 generated samples" in err
+    assert not list(tmp_path.iterdir()), "nothing is generated"

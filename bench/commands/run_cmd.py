@@ -41,8 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="threads for encoding, writing and resizing images (default: the CPU count, at most 8)")
     p.add_argument("--bootstrap", type=int, default=200, metavar="B",
-                   help="bootstrap replicates of each metric's 95%% interval, on cached features (0: none; default 200)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the bootstrap draws")
+                   help="jackknife groups of each metric's 95%% interval, on cached features (at least 2; 0: none; "
+                        "default 200)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the groups' partition")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
 
 

@@ -129,10 +129,14 @@ class Metric(ABC):
     needs_reference: ClassVar[bool] = True
     #: Direction of each output key: True when a larger value is better.
     higher_is_better: ClassVar[dict[str, bool]] = {}
-    #: Whether the engine gives the metric a 95% bootstrap interval (:mod:`bench.bootstrap`), and what it
-    #: resamples: generated ``"sample"``s, or whole ``"group"``s (prompts).
+    #: Whether the engine gives the metric a 95% interval (:mod:`bench.bootstrap`, a grouped jackknife), and
+    #: what its groups leave out: generated ``"sample"``s, or all samples of whole ``"prompt"``s (or suite
+    #: ``"group"``s).
     bootstrap: ClassVar[bool] = True
     bootstrap_unit: ClassVar[str] = "sample"
+    #: What the interval of an output key covers, where it is not :data:`bench.bootstrap.COVERS` (the mean over
+    #: fresh generated samples with the reference fixed), e.g. an interval conditional on the generated set.
+    interval_covers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.args = resolve_options("metric", self.name or type(self).__name__, self.options, options)
@@ -146,9 +150,10 @@ class Metric(ABC):
         """Compute the metric's values."""
 
     def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> Sequence[dict[str, float]] | None:
-        """All bootstrap replicates at once, one values dict per draw (``draws``: (generated sample indices,
-        group labels) pairs, see :func:`bench.bootstrap.draws`), for metrics that can do it much faster than
-        :meth:`compute` on each resampled context; None (the default) lets the engine do the latter."""
+        """All interval replicates at once, one values dict per draw (``draws``: (indices of the generated
+        samples kept, their group labels) pairs, one per left-out jackknife group, see
+        :func:`bench.bootstrap.draws`), for metrics that can do it much faster than :meth:`compute` on each
+        replicate's context; None (the default) lets the engine do the latter."""
         return None
 
     def min_samples(self) -> SampleNeeds:

@@ -75,6 +75,7 @@ class ClipExtractor(Extractor):
     """
 
     kind = "clip"
+    numerics = ("torch", "torchvision", "open_clip_torch", "pillow")
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, model: str = "ViT-g-14",
                  pretrained: str | None = "laion2b_s12b_b42k", checkpoint: str | None = None,

@@ -7,7 +7,9 @@ CMMD (Jayasumana et al. 2024, google-research/cmmd).
   stretches non-square reference photos); generated square images are unaffected.
 * ``cmmd``: MMD^2 with a Gaussian kernel (sigma = 10) between L2-normalised CLIP ViT-L/14 embeddings at 336 px
   (``openai/clip-vit-large-patch14-336``), x 1000, with cmmd's estimator: the plain means of the three kernel
-  matrices, diagonals included (a biased V-statistic).
+  matrices, diagonals included (a biased V-statistic). Images take cmmd's path: centre crop to the short side
+  (offset floor((long - short) / 2)), PIL bicubic resize to 336 px in 8 bits, then [0, 1] and CLIP's
+  normalisation (``crop=false``: the whole image, stretched).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def cmmd(generated: Any, reference: Any, sigma: float = CMMD_SIGMA, scale: float
 
 def _transform(crop: bool) -> Preprocess:
     """The evaluation transform of these networks: the image at its own resolution, centre-cropped or not (the
-    network resizes it itself)."""
+    network's preparation resizes it)."""
     return Preprocess(size=None, center_crop=crop)
 
 
@@ -150,13 +152,15 @@ class CMMD(_TwoSetMetric):
                            estimator="biased (diagonals included), as google-research/cmmd")
 
     def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
-        """All replicates in one pass over the kernel matrices (the bootstrap's batch contract): with counts w
-        of a resample, mean K_xx = w' K_xx w / n^2 and mean K_xy = w' (K_xy 1) / (n m), K_yy fixed."""
+        """All replicates in one pass over the kernel matrices (the interval's batch contract): with counts w of
+        the rows a replicate keeps (s = sum w), mean K_xx = w' K_xx w / s^2 and mean K_xy = w' (K_xy 1) / (s m),
+        K_yy fixed."""
         gen, ref = (np.asarray(a, np.float64) for a in self.features(ctx))
         n, gamma = len(gen), 1.0 / (2.0 * CMMD_SIGMA**2)
         counts = np.stack([np.bincount(idx, minlength=n) for idx, _ in draws], axis=1).astype(np.float64)
+        kept = counts.sum(0)
         kyy = _kernel_mean(ref, ref, gamma)
         rows_xy = _kernel_apply(gen, ref, gamma, np.ones((len(ref), 1)))[:, 0] / len(ref)
-        kxx = (counts * _kernel_apply(gen, gen, gamma, counts)).sum(0) / n**2
-        kxy = counts.T @ rows_xy / n
+        kxx = (counts * _kernel_apply(gen, gen, gamma, counts)).sum(0) / kept**2
+        kxy = counts.T @ rows_xy / kept
         return [{"cmmd": float(CMMD_SCALE * (a + kyy - 2.0 * b))} for a, b in zip(kxx, kxy, strict=True)]

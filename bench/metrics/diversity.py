@@ -6,8 +6,9 @@ generated from it (S seeds), in a feature space (DINOv2 by default, or CLIP), sc
   orthogonal), and
 * the mean pairwise cosine distance 1 - cos over the S (S - 1) / 2 pairs,
 
-each averaged over prompts. Samples are grouped by the suite's group label (the ``diversity`` suite sets it to
-the prompt's index), else by prompt text.
+each averaged over prompts. Samples are grouped by prompt text on any suite (the ``diversity`` suite repeats
+each prompt with S seeds; on another suite, prompts that occur once are left out); the interval leaves out
+whole prompts (:mod:`bench.bootstrap`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult
+from bench.metrics.base import WEIGHTS_OPTION, FeatureSpec, Metric, MetricContext, MetricResult, SampleNeeds
 from bench.options import Option
 
 
@@ -63,7 +64,7 @@ class Diversity(Metric):
     keys = ("vendi", "pairwise_distance")
     needs_reference = False
     higher_is_better = {"vendi": True, "pairwise_distance": True}
-    bootstrap_unit = "group"
+    bootstrap_unit = "prompt"
     options = {
         "features": Option("dinov2", str, None, "feature network: dinov2 (default), hf_clip, clip or any registered one"),
         "weights": WEIGHTS_OPTION,
@@ -91,10 +92,12 @@ class Diversity(Metric):
     def feature_specs(self) -> list[FeatureSpec]:
         return [self.spec()]
 
+    def min_samples(self) -> SampleNeeds:
+        return SampleNeeds(2, 0, "2 images of one prompt")
+
     def compute(self, ctx: MetricContext) -> MetricResult:
         feats = ctx.image_features(self.spec(), "generated")
-        labels = list(ctx.groups) if ctx.groups else list(ctx.prompts)
-        groups = {g: x for g, x in per_group(feats, labels).items() if len(x) >= 2}
+        groups = {g: x for g, x in per_group(feats, list(ctx.prompts)).items() if len(x) >= 2}
         if not groups:
             raise BenchError("diversity needs at least 2 images of one prompt; use the diversity suite "
                              "(--suite diversity) or more samples per prompt")

@@ -22,7 +22,7 @@ import platform
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,10 +37,28 @@ VGG16_URL = "https://download.pytorch.org/models/" + VGG16_FILE
 INCEPTION_CLASSES = 1008
 
 
+def library_versions(names: Sequence[str]) -> dict[str, str]:
+    """Installed versions of the distributions ``names`` ("absent" for one not installed), read from package
+    metadata (nothing is imported)."""
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
 class Extractor(ABC):
     """A feature network; built lazily on first use."""
 
     kind: str = ""
+    #: The distributions whose code defines this network's numerics (its layers, resize, kernels): their versions
+    #: are part of :meth:`spec` and so of every feature cache key, so that an upgrade never mixes features
+    #: computed under two rules in one distance.
+    numerics: ClassVar[tuple[str, ...]] = ("torch",)
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, **options: Any) -> None:
         if weights not in ("pretrained", "random"):
@@ -56,6 +74,7 @@ class Extractor(ABC):
         out: dict[str, Any] = {"kind": self.kind, "weights": self.weights, **self.options}
         if self.weights == "random":
             out["seed"] = self.seed
+        out["versions"] = library_versions(self.numerics)
         return out
 
     def key(self) -> str:
@@ -186,6 +205,7 @@ class InceptionExtractor(Extractor):
     """
 
     kind = "inception"
+    numerics = ("torch", "torchvision", "clean-fid", "pillow")
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, mode: str = "clean") -> None:
         if mode != "clean":
@@ -267,6 +287,7 @@ class VGG16Extractor(Extractor):
     (bilinear, antialiased) and normalised with the ImageNet mean and deviation."""
 
     kind = "vgg16"
+    numerics = ("torch", "torchvision")
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, layer: str = "fc2_relu") -> None:
         if layer not in ("fc2", "fc2_relu"):

@@ -135,7 +135,7 @@ FRECHET_NEEDS = SampleNeeds(2, 2, "a covariance of each set")
 
 class FrechetReference:
     """A reference Gaussian with its covariance's square root computed once: :meth:`distance` to another
-    Gaussian then needs one symmetric eigenvalue problem (what makes bootstrap replicates cheap)."""
+    Gaussian then needs one symmetric eigenvalue problem (what makes interval replicates cheap)."""
 
     def __init__(self, mu: np.ndarray, sigma: np.ndarray) -> None:
         self.mu, self.sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
@@ -149,26 +149,33 @@ class FrechetReference:
 
 
     def resampled_distances(self, gen: np.ndarray, draws: Sequence[np.ndarray], device: Any = None) -> list[float]:
-        """The distance of the Gaussian fitted to ``gen[idx]`` for each ``idx`` in ``draws``, in float64 with
-        torch on ``device`` (a GPU makes B replicates of a 30K x 2048 set take seconds). A resample is a count
-        per row, so its mean and (unbiased) covariance are count-weighted sums over ``gen``: the same numbers
-        as :func:`feature_statistics` of the resampled rows, up to float64 rounding."""
+        """The distance of the Gaussian fitted to ``gen[idx]`` for each ``idx`` in ``draws`` (rows kept by a
+        jackknife replicate, or any multiset of rows), in float64 with torch on ``device``. A draw is a count w
+        per row; its mean and (unbiased) covariance are downdated from the whole set's sums over the rows whose
+        count is not 1 (a left-out group), so a replicate costs the group's rows and one eigenvalue problem:
+        the same numbers as :func:`feature_statistics` of ``gen[idx]``, up to float64 rounding."""
         import torch
 
         dev = torch.device(device) if device is not None else torch.device("cpu")
         x = torch.as_tensor(np.asarray(gen, np.float64), device=dev)
+        centre = x.mean(0)
+        x = x - centre  # sums of centred rows keep the downdate well conditioned
         root = torch.as_tensor(self.root, device=dev)
-        mu_ref = torch.as_tensor(self.mu, device=dev)
+        shift = centre - torch.as_tensor(self.mu, device=dev)
         trace_ref = float(np.trace(self.sigma))
         n = x.shape[0]
+        total_sq, total = x.T @ x, x.sum(0)
         out = []
         for idx in draws:
             w = torch.bincount(torch.as_tensor(np.asarray(idx), device=dev), minlength=n).to(torch.float64)
-            mu = (w @ x) / n
-            xc = x - mu
-            sigma = (xc.T * w) @ xc / (n - 1)
+            changed = torch.nonzero(w != 1).flatten()
+            dw, rows = w[changed] - 1.0, x[changed]
+            m = float(w.sum())
+            s = total + dw @ rows
+            mu = s / m
+            sigma = (total_sq + (rows.T * dw) @ rows - m * torch.outer(mu, mu)) / (m - 1)
             eig = torch.linalg.eigvalsh(root @ sigma @ root)
-            diff = mu - mu_ref
+            diff = mu + shift
             value = diff @ diff + torch.trace(sigma) + trace_ref - 2.0 * eig.clamp_min(0).sqrt().sum()
             out.append(float(value))
         return out
@@ -194,7 +201,7 @@ def few_samples(gen: np.ndarray, ref: np.ndarray) -> bool:
 
 def frechet_bootstrap(ctx: MetricContext, spec: FeatureSpec, stats_key: dict[str, Any], key: str,
                       draws: Sequence[Any]) -> list[dict[str, float]] | None:
-    """Bootstrap replicates of a Frechet distance (result ``key``) against the fixed reference Gaussian, all on
+    """Interval replicates of a Frechet distance (result ``key``) against the fixed reference Gaussian, all on
     the run's device (:meth:`FrechetReference.resampled_distances`); None with few samples (the engine then
     recomputes each replicate). ``stats_key`` keys the cached reference statistics."""
     gen, ref = ctx.image_features(spec, "generated"), ctx.image_features(spec, "reference")
@@ -207,7 +214,7 @@ def frechet_bootstrap(ctx: MetricContext, spec: FeatureSpec, stats_key: dict[str
 
 def frechet_to_reference(gen: np.ndarray, ref: np.ndarray, extractor_spec: dict[str, Any]) -> float:
     """Frechet distance between generated and reference features; repeated calls against one reference
-    (bootstrap replicates) cost one covariance and one eigenproblem (:func:`reference_gaussian`)."""
+    (interval replicates) cost one covariance and one eigenproblem (:func:`reference_gaussian`)."""
     if few_samples(gen, ref):
         return frechet_distance_from_features(gen, ref)
     return reference_gaussian(ref, extractor_spec).distance(*feature_statistics(gen))

@@ -45,21 +45,18 @@ def _load_hf(what: str, repo: str, load: Any) -> Any:
         return load()
 
 
-def pil_bicubic(image: np.ndarray, size: int, per_channel_float: bool = False) -> Any:
-    """uint8 (H, W, 3) -> a ``size`` x ``size`` PIL bicubic resize (antialiased). ``per_channel_float``: resize
-    each channel as a float image (no rounding to 8 bits), returning float32 (size, size, 3) in [0, 255]."""
+def pil_bicubic(image: np.ndarray, size: int) -> Any:
+    """uint8 (H, W, 3) -> a ``size`` x ``size`` PIL image, PIL's bicubic resize (antialiased) in 8 bits."""
     from PIL import Image
 
-    if not per_channel_float:
-        img = Image.fromarray(np.ascontiguousarray(image))
-        return img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]).astype(np.float32), mode="F")
-                        .resize((size, size), Image.BICUBIC)) for c in range(3)]
-    return np.stack(chans, axis=-1)
+    img = Image.fromarray(np.ascontiguousarray(image))
+    return img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
 
 
 class _HFExtractor(Extractor):
     """Common parts: sizes, the ``model`` property's device, torch forward to float64 numpy."""
+
+    numerics = ("torch", "transformers", "pillow")
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, size: str = "full", **options: Any) -> None:
         if size not in ("full", "tiny"):
@@ -78,33 +75,82 @@ class _HFExtractor(Extractor):
 
 
 def dinov2_config(arch: str) -> Any:
-    """The transformers ``Dinov2Config`` of a DINOv2 backbone (patch 14, 518 px position grid)."""
+    """The transformers ``Dinov2Config`` of a DINOv2 backbone (patch 14, 518 px position grid, the toy-size one's
+    too: its position embeddings are resized as the real ones are)."""
     from transformers import Dinov2Config
 
     width, layers, heads = DINOV2_SHAPES[arch]
     extra = {"use_swiglu_ffn": True} if arch == "vitg14" else {}
-    image_size = 56 if arch == "tiny" else 518
     return Dinov2Config(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads, patch_size=14,
-                        image_size=image_size, **extra)
+                        image_size=518, **extra)
+
+
+#: The torch-hub DINOv2's offset added to the patch grid before its position embeddings are resized.
+HUB_INTERPOLATE_OFFSET = 0.1
+
+
+def hub_position_embeddings(table: Any, patch: int, height: int, width: int) -> Any:
+    """The position embeddings (1, 1 + rows * cols, dim) the torch-hub DINOv2 (what dgm-eval and torch-fidelity
+    load) adds to a ``height`` x ``width`` image's tokens, from its table (1, 1 + M * M, dim) on an M x M grid:
+    the table itself for a square image of M x M patches, else the grid resized bicubically (no antialiasing)
+    by the scale factors (rows + 0.1) / M and (cols + 0.1) / M, computed in float32. transformers resizes to the
+    target size instead; the two grids sample the table at different points (features differ, e.g. by up to
+    2.5e-3 with random ViT-L/14 weights at 224 px)."""
+    import math
+
+    import torch
+
+    grid = table.shape[1] - 1
+    rows, cols = height // patch, width // patch
+    if rows * cols == grid and height == width:
+        return table
+    m = int(math.sqrt(grid))
+    patches = table[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
+    scale = ((rows + HUB_INTERPOLATE_OFFSET) / m, (cols + HUB_INTERPOLATE_OFFSET) / m)
+    patches = torch.nn.functional.interpolate(patches, scale_factor=scale, mode="bicubic", antialias=False)
+    if tuple(patches.shape[-2:]) != (rows, cols):
+        raise ValueError(f"position grid resized to {tuple(patches.shape[-2:])}, not {(rows, cols)}")
+    patches = patches.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
+    return torch.cat((table[:, :1].float(), patches), dim=1).to(table.dtype)
+
+
+def use_hub_position_embeddings(model: Any) -> Any:
+    """``model`` (a transformers ``Dinov2Model``) with its position embeddings resized by the torch-hub rule
+    (:func:`hub_position_embeddings`)."""
+    emb = model.embeddings
+    patch = int(model.config.patch_size)
+
+    def interpolate(embeddings: Any, height: int, width: int) -> Any:
+        return hub_position_embeddings(emb.position_embeddings, patch, height, width).to(embeddings.dtype)
+
+    emb.interpolate_pos_encoding = interpolate
+    return model
 
 
 class Dinov2Extractor(_HFExtractor):
     """DINOv2 CLS token after the final layer norm (1024-d for ViT-L/14), with dgm-eval's preprocessing: PIL
-    bicubic resize of the whole image to 224 x 224 (no crop, antialiased), to [0, 1], ImageNet mean and deviation.
+    bicubic resize of the image as given to 224 x 224 (antialiased; dgm-eval does not crop, the fd_dinov2 metric
+    centre-crops first unless ``crop=false``), to [0, 1], ImageNet mean and deviation.
 
     Weights: ``facebook/dinov2-<size>`` (the transformers port of the torch-hub ``dinov2_<arch>`` weights dgm-eval
-    loads). ``arch``: vits14, vitb14, vitl14 (default), vitg14.
+    loads). ``arch``: vits14, vitb14, vitl14 (default), vitg14. ``pos_embed``: how the 37 x 37 position table
+    is resized to the 16 x 16 patches of a 224 px image: ``"hub"`` (default), the torch-hub network's rule
+    (:func:`hub_position_embeddings`), so that the features are dgm-eval's; ``"transformers"``, transformers'
+    own rule (resize to the target size; not dgm-eval's network).
     """
 
     kind = "dinov2"
     input_size = 224
 
-    def __init__(self, weights: str = "pretrained", seed: int = 0, arch: str = "vitl14", size: str = "full") -> None:
+    def __init__(self, weights: str = "pretrained", seed: int = 0, arch: str = "vitl14", size: str = "full",
+                 pos_embed: str = "hub") -> None:
         if arch not in DINOV2_REPOS:
             from bench.registry import unknown_name_message
 
             raise BenchError(unknown_name_message("DINOv2 architecture", arch, list(DINOV2_REPOS)))
-        super().__init__(weights=weights, seed=seed, size=size, arch=arch)
+        if pos_embed not in ("hub", "transformers"):
+            raise BenchError(f"dinov2 pos_embed must be 'hub' or 'transformers', not {pos_embed!r}")
+        super().__init__(weights=weights, seed=seed, size=size, arch=arch, pos_embed=pos_embed)
 
     def build(self) -> Any:
         from transformers import Dinov2Model
@@ -116,6 +162,8 @@ class Dinov2Extractor(_HFExtractor):
         else:
             repo = DINOV2_REPOS[arch]
             model = _load_hf(f"DINOv2 {arch}", repo, lambda: Dinov2Model.from_pretrained(repo, use_safetensors=True))
+        if self.options["pos_embed"] == "hub":
+            use_hub_position_embeddings(model)
         return model.eval().to(self._device())
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -158,9 +206,10 @@ def clip_config(repo: str, size: str) -> Any:
 class HFClipExtractor(_HFExtractor):
     """A transformers ``CLIPModel``'s L2-normalised image and text embeddings (projections).
 
-    ``resize``: ``"cmmd"`` (google-research/cmmd: the whole image, bicubic with antialiasing, in float, to the
-    model's input size; no crop) or ``"processor"`` (the repo's CLIPProcessor: shortest side to the input size,
-    PIL bicubic, centre crop; PickScore's path). ``processor``: hub repo of the processor (tokenizer) when it is
+    ``resize``: ``"cmmd"`` (google-research/cmmd's reader: the image as given, which the CMMD metric has
+    centre-cropped to a square, resized to the model's input size by PIL's bicubic filter in 8 bits, then to
+    [0, 1]; cmmd's own float bicubic resize then finds the image at its size and leaves it) or ``"processor"``
+    (the repo's CLIPProcessor: shortest side to the input size, PIL bicubic, centre crop; PickScore's path). ``processor``: hub repo of the processor (tokenizer) when it is
     not ``repo`` (PickScore's is ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``).
     """
 
@@ -207,8 +256,7 @@ class HFClipExtractor(_HFExtractor):
         """float32 (3, S, S), CLIP-normalised (S: the model's input size)."""
         s = self.input_size
         if self.options["resize"] == "cmmd":
-            x = pil_bicubic(image, s, per_channel_float=True).transpose(2, 0, 1) / np.float32(255)
-            return ((x - CLIP_MEAN[:, None, None]) / CLIP_STD[:, None, None]).astype(np.float32)
+            return pil_to_normalized_array(pil_bicubic(image, s), CLIP_MEAN, CLIP_STD)
         from PIL import Image
 
         img = Image.fromarray(np.ascontiguousarray(image))

@@ -189,6 +189,7 @@ class ImageRewardExtractor(Extractor):
     """ImageReward as a text-conditioned feature network: (image, prompt) -> the reward, as a (1,)-row."""
 
     text_conditioned = True
+    numerics = ("torch", "timm", "transformers", "pillow")
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, size: str = "full",
                  checkpoint: str | None = None) -> None:

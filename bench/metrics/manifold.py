@@ -58,12 +58,18 @@ def _device(ctx: MetricContext) -> Any:
     return ctx.device if ctx.device is not None else "cpu"
 
 
+#: What the intervals of the reference-side keys cover (:attr:`Metric.interval_covers`).
+CONDITIONAL = ("conditional on the generated set: mean over fresh reference samples with the generated k-NN "
+               "manifold fixed (narrower than the spread over fresh seeds)")
+
+
 class PrecisionRecall(_ManifoldMetric):
     """Improved precision and recall, k = 3, on Inception-v3 pool3 features (VGG-16 fc2 as an option)."""
 
     name = "precision_recall"
     keys = ("precision", "recall")
     higher_is_better = {"precision": True, "recall": True}
+    interval_covers = {"recall": CONDITIONAL}
     options = {**_ManifoldMetric.options,
                "distances": Option("exact", str, ("exact", "fp16-adm"),
                                    "exact: decisions of exact arithmetic; fp16-adm: the ADM evaluator's float16 "
@@ -88,11 +94,13 @@ class PrecisionRecall(_ManifoldMetric):
         return MetricResult(values, {**self._describe(real, fake), "distances": self.args["distances"]})
 
     def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
-        """From the per-sample decisions, computed once: precision resamples the generated samples (the draws),
-        recall the reference samples (seeded per replicate), each with the other set's manifold fixed."""
+        """From the per-sample decisions, computed once: precision leaves out the generated samples of each
+        draw, recall the reference samples of a partition of as many groups, each with the other set's manifold
+        fixed (see :data:`CONDITIONAL`)."""
         _, _, prec, rec = self._masks(ctx)
-        return [{"precision": float(prec[idx].mean()), "recall": float(rec[_reference_draw(len(rec), idx)].mean())}
-                for idx, _groups in draws]
+        kept = _reference_kept(len(rec), draws)
+        return [{"precision": float(prec[idx].mean()), "recall": _mean_or_nan(rec, ref)}
+                for (idx, _groups), ref in zip(draws, kept, strict=True)]
 
 
 class DensityCoverage(_ManifoldMetric):
@@ -101,6 +109,7 @@ class DensityCoverage(_ManifoldMetric):
     name = "density_coverage"
     keys = ("density", "coverage")
     higher_is_better = {"density": True, "coverage": True}
+    interval_covers = {"coverage": CONDITIONAL}
     options = {**_ManifoldMetric.options, "k": Option(5, int, minimum=1)}
 
     def min_samples(self) -> SampleNeeds:
@@ -118,17 +127,32 @@ class DensityCoverage(_ManifoldMetric):
         return MetricResult(values, self._describe(real, fake))
 
     def bootstrap_values(self, ctx: MetricContext, draws: Sequence[Any]) -> list[dict[str, float]]:
-        """As precision/recall's: density resamples the generated samples, coverage the reference samples."""
+        """As precision/recall's: density leaves out generated samples, coverage reference samples."""
         _, _, count, cov = self._counts(ctx)
         k = self.args["k"]
-        return [{"density": float(count[idx].sum()) / (k * len(idx)),
-                 "coverage": float(cov[_reference_draw(len(cov), idx)].mean())} for idx, _groups in draws]
+        kept = _reference_kept(len(cov), draws)
+        return [{"density": float(count[idx].sum()) / (k * len(idx)), "coverage": _mean_or_nan(cov, ref)}
+                for (idx, _groups), ref in zip(draws, kept, strict=True)]
 
 
-def _reference_draw(n: int, generated_draw: np.ndarray) -> np.ndarray:
-    """The reference indices of a bootstrap replicate, drawn with replacement from a seed made of the replicate's
-    generated draw (so they follow the run's bootstrap seed and differ between replicates)."""
+def _reference_kept(m: int, draws: Sequence[Any]) -> list[np.ndarray | None]:
+    """The reference rows each jackknife replicate keeps: replicate g leaves out group g of a partition of the
+    m reference samples into as many groups as there are draws (None past the m-th when m is smaller), seeded
+    by the draws (so it follows the run's interval seed)."""
     import hashlib
 
-    digest = hashlib.blake2b(np.ascontiguousarray(generated_draw, np.int64).tobytes(), digest_size=8).digest()
-    return np.random.default_rng([n, int.from_bytes(digest, "little")]).integers(0, n, n)
+    from bench.bootstrap import partition
+
+    first = np.ascontiguousarray(draws[0][0], np.int64).tobytes() if draws else b""
+    seed = int.from_bytes(hashlib.blake2b(first, digest_size=8).digest(), "little")
+    out: list[np.ndarray | None] = []
+    for left in partition(m, len(draws), seed):
+        keep = np.ones(m, bool)
+        keep[left] = False
+        out.append(np.flatnonzero(keep))
+    return out + [None] * (len(draws) - len(out))
+
+
+def _mean_or_nan(decisions: np.ndarray, idx: np.ndarray | None) -> float:
+    """The mean decision over rows ``idx``; NaN for no replicate (the interval then leaves it out)."""
+    return float(decisions[idx].mean()) if idx is not None and len(idx) else float("nan")

@@ -25,11 +25,15 @@ def results_table(results: Results | dict[str, Any]) -> str:
     ci = {k: v for info in results.metric_info.values() for k, v in (info.get("ci95") or {}).items()}
     trained = {k for info in results.metric_info.values() if info.get("trained_on")
                for k in (info.get("higher_is_better") or {})}
-    lines.append(f"  {'metric':<{width}}  value       95% CI (bootstrap)")
+    conditional = {k for info in results.metric_info.values()
+                   for k, covers in ((info.get("bootstrap") or {}).get("covers") or {}).items()
+                   if str(covers).startswith("conditional")}
+    lines.append(f"  {'metric':<{width}}  value       95% CI (jackknife)")
     lines.append(f"  {'-' * width}  ----------  ------------------")
     for k in keys:
         interval = f"  [{_fmt(ci[k][0])}, {_fmt(ci[k][1])}]" if k in ci else ""
         flag = "  (network used in training)" if k in trained or k.split("/", 1)[0] in trained else ""
+        flag += "  (interval conditional on the generated set)" if k in conditional else ""
         lines.append(f"  {k:<{width}}  {_fmt(metrics[k]):<10}{interval}{flag}".rstrip())
     img = results.images
     if img["flagged_total"]:

@@ -1,15 +1,16 @@
-"""Cost of the newer metric networks and of the bootstrap (``tox -e perf``; JSON under results/perf/).
+"""Cost of the newer metric networks and of the metric intervals (``tox -e perf``; JSON under results/perf/).
 
-- ``bootstrap_fid.json``: the FID bootstrap (replicates with the reference fixed) against one FID computation
-  with the reference statistics cached on disk, at n = 3,000 generated x 2048-d features (``BENCH_BOOT_N``;
-  reference 4,000 rows), measured end to end and by parts, and extrapolated to a 30K evaluation: a replicate
-  costs one resample + n x d x d covariance (linear in n) and one d x d eigenproblem; the FID computation the
-  same plus the reference's square root, once.
-- ``bootstrap_fid-<device>.json`` (``bootstrap_device``): the FID bootstrap on the run's device (a GPU when
-  there is one), as a 30K evaluation runs it: B = 200 replicates of n = 30,000 generated x 2048-d features
+- ``bootstrap_fid.json``: FID's interval (grouped-jackknife replicates with the reference fixed,
+  :mod:`bench.bootstrap`) against one FID computation with the reference statistics cached on disk, at
+  n = 3,000 generated x 2048-d features (``BENCH_BOOT_N``; reference 4,000 rows), measured end to end and by
+  parts, and extrapolated to a 30K evaluation with B = 200 groups: a replicate costs a covariance downdate by
+  its left-out group's rows (n / B rows x d x d) and one d x d eigenproblem, plus the whole set's scatter
+  matrix once; the FID computation costs the covariance, the reference's square root once and an eigenproblem.
+- ``bootstrap_fid-<device>.json`` (``bootstrap_device``): FID's interval replicates on the run's device (a GPU
+  when there is one), as a 30K evaluation runs them: B = 200 groups of n = 30,000 generated x 2048-d features
   (``BENCH_BOOT_N``, ``BENCH_BOOT_B``; 3,000 and 10 without a GPU) against a fixed reference, timed, and the
-  first replicates recomputed on the CPU (float64 both) and by numpy from the resampled rows, with their
-  largest relative differences.
+  first replicates recomputed on the CPU (float64 both) and by numpy from the kept rows, with their largest
+  relative differences.
 - ``network_cost.json``: seconds per image of each feature network's forward pass with random weights in the
   full architectures (batch 8, CPU threads as given), and of its per-image preparation, as ratios to
   Inception-v3's; ``BENCH_NET_BATCH`` sets the batch.
@@ -54,7 +55,8 @@ def _median_time(fn: Any, repeats: int = 3) -> float:
 
 def bootstrap_cost(n: int, b: int = 10, dim: int = 2048, n_ref: int = 4000) -> dict[str, Any]:
     """End to end at ``n`` (FID once, then ``b`` replicates through :func:`bench.bootstrap.intervals`), and its
-    parts (generated covariance, the reference's square root, one eigenproblem) for the 30K extrapolation."""
+    parts (generated covariance, a left-out group's downdate at 30K / 200 rows, the reference's square root,
+    one eigenproblem) for the 30K extrapolation."""
     from bench.bootstrap import Recording, intervals
     from bench.metrics import fid as fidmod
 
@@ -78,25 +80,27 @@ def bootstrap_cost(n: int, b: int = 10, dim: int = 2048, n_ref: int = 4000) -> d
     intervals(metric, Recording(Ctx()), {"fid": value}, b=b)
     t_rep = (time.perf_counter() - start) / b
     mu_g, sigma_g = fidmod.feature_statistics(gen)
-    t_cov = _median_time(lambda: fidmod.feature_statistics(gen[rng.integers(0, n, n)]))
+    t_cov = _median_time(lambda: fidmod.feature_statistics(gen))
+    group = gen[: 30000 // 200]
+    t_down = _median_time(lambda: group.T @ group)
     t_root = _median_time(lambda: fidmod.FrechetReference(mu_r, sigma_r), 1)
     frechet = fidmod.FrechetReference(mu_r, sigma_r)
     t_eig = _median_time(lambda: frechet.distance(mu_g, sigma_g))
     cov30k = t_cov * 30000 / n
-    fid30k, rep30k = cov30k + t_root + t_eig, cov30k + t_eig
+    fid30k, rep30k = cov30k + t_root + t_eig, t_down + t_eig + cov30k / 200
     return {"dim": dim, "n": n, "n_reference": n_ref, "replicates_timed": b,
             "measured": {"fid_s": round(t_fid, 3), "replicate_s": round(t_rep, 3),
                          "ratio_replicate_to_fid": round(t_rep / t_fid, 3)},
-            "parts_s": {"resample_and_covariance": round(t_cov, 3), "reference_sqrt_once": round(t_root, 3),
-                        "eigenproblem": round(t_eig, 3)},
+            "parts_s": {"covariance": round(t_cov, 3), "group_downdate_150_rows": round(t_down, 4),
+                        "reference_sqrt_once": round(t_root, 3), "eigenproblem": round(t_eig, 3)},
             "extrapolated_30k": {"fid_s": round(fid30k, 2), "replicate_s": round(rep30k, 2),
                                  "ratio_replicate_to_fid": round(rep30k / fid30k, 3),
                                  "b200_s": round(200 * rep30k, 1), "b200_over_fid": round(200 * rep30k / fid30k, 1)}}
 
 
 def bootstrap_device(n: int, b: int, dim: int = 2048, n_ref: int = 10000, checked: int = 3) -> dict[str, Any]:
-    """The FID bootstrap's replicates on CUDA when available (else the CPU): time for ``b`` draws, and the
-    first ``checked`` replicates against the CPU path and against numpy on the resampled rows."""
+    """FID's interval replicates on CUDA when available (else the CPU): time for ``b`` groups, and the first
+    ``checked`` replicates against the CPU path and against numpy on the kept rows."""
     import torch
 
     from bench.bootstrap import draws
