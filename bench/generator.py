@@ -104,6 +104,16 @@ class Generator(ABC):
         """Copy the networks of ``states`` (as :meth:`component_states` gives them) into the loaded ones."""
         raise BenchError(f"method {self.name!r} cannot be merged: it does not expose its other components")
 
+    def merge_constants(self) -> dict[str, float]:
+        """Numbers of the loaded denoiser's sampling rule that belong to its weights and are merged with them
+        (a one-step student's x0 constant alpha_T). Default: none."""
+        return {}
+
+    def load_merge_constants(self, values: dict[str, float]) -> None:
+        """Use ``values`` (the keys of :meth:`merge_constants`) for the loaded denoiser."""
+        if values:
+            raise BenchError(f"method {self.name!r} has no merge constants ({', '.join(values)})")
+
     def truncated_prompts(self, prompts: Sequence[str]) -> tuple[int, int] | None:
         """(how many of ``prompts`` the text encoder cuts, its token limit), or None when the generator does not
         say. The run reports the count once and records it in config.json."""

@@ -26,6 +26,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.generator import Generator
 from bench.options import parse_kv
+from bench.weights import interpolate_constants
 
 COMPONENT_CHOICES = {"check": "checked equal", "a": "from a", "b": "from b", "merge": "merged"}
 #: Components that can be interpolated (the others must be equal).
@@ -82,11 +83,13 @@ class Source:
     component_hashes: dict[str, str] = field(default_factory=dict)
     #: Local directory of the weights (an export or LoRA directory), when there is one.
     directory: str | None = None
+    #: The loaded denoiser's sampling constants (:meth:`bench.generator.Generator.merge_constants`).
+    constants: dict[str, float] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The source as ``sweep.json`` records it."""
         return {"source": self.spec, "method": self.method, "method_args": self.method_args,
-                "fingerprint": self.fingerprint, "components": self.component_hashes}
+                "fingerprint": self.fingerprint, "components": self.component_hashes, "constants": self.constants}
 
 
 def _copied(state: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def load_source(label: str, spec: str, device: Any) -> Source:
     return Source(label=label, spec=spec, method=method, method_args=dict(gen.args), generator=gen, state=state,
                   fingerprint=state_fingerprint(state), components=components,
                   component_hashes={k: state_fingerprint(v) for k, v in sorted(components.items())},
-                  directory=local)
+                  directory=local, constants=dict(gen.merge_constants()))
 
 
 def check_same_architecture(a: Source, b: Source) -> None:
@@ -169,8 +172,10 @@ class MergedGenerator(Generator):
     def __init__(self, a: Source, b: Source, lam: float, components: str = "checked equal") -> None:
         self.a, self.b, self.lam, self.components = a, b, float(lam), components
         self.host = b.generator if components == "from b" else a.generator
+        #: x0 constants and the like, merged with the weights (each source's own at the ends of a sweep)
+        self.constants = interpolate_constants(a.constants, b.constants, self.lam)
         self.args = {"a": a.spec, "a_fingerprint": a.fingerprint, "b": b.spec, "b_fingerprint": b.fingerprint,
-                     "lambda": self.lam, "components": components,
+                     "lambda": self.lam, "components": components, "constants": self.constants,
                      "convention": "theta = lambda * theta_A + (1 - lambda) * theta_B"}
 
     @property
@@ -189,6 +194,7 @@ class MergedGenerator(Generator):
         if self.host.device != torch.device(device) or self.host.dtype != dtype:
             self.host.load(device, dtype)  # once per sweep: the host is shared by every point
         self.host.load_denoiser_state(interpolate_state_dicts(self.a.state, self.b.state, self.lam))
+        self.host.load_merge_constants(self.constants)
         if self.components == "merged":
             self.host.load_component_states({n: interpolate_state_dicts(self.a.components[n], self.b.components[n],
                                                                         self.lam) for n in MERGEABLE})
@@ -218,5 +224,5 @@ class MergedGenerator(Generator):
         host = self.host.describe()
         sources = {"a": self.a.record(), "b": self.b.record()}
         return {"name": self.name, "method_args": self.args, "weights": host.get("weights", "pretrained"),
-                "merge": {**sources, "lambda": self.lam, "components": self.components,
+                "merge": {**sources, "lambda": self.lam, "components": self.components, "constants": self.constants,
                           "host": "b" if self.host is self.b.generator else "a"}, "host": host}

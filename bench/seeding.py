@@ -13,7 +13,8 @@ from typing import Any
 
 
 def sample_seed(seed: int, index: int) -> int:
-    """The 63-bit seed of sample ``index``: the first 8 bytes of BLAKE2b("<seed>:<index>")."""
+    """The 63-bit seed of sample ``index``: BLAKE2b with an 8-byte digest (``digest_size=8``, not a truncation) of
+    ``"<seed>:<index>"``, read little-endian, top bit cleared."""
     digest = hashlib.blake2b(f"{int(seed)}:{int(index)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 

@@ -37,3 +37,18 @@ def interpolate_state_dicts(a: Mapping[str, Any], b: Mapping[str, Any], lam: flo
         else:
             out[key] = ta.clone()
     return out
+
+
+def interpolate_constants(a: Mapping[str, float], b: Mapping[str, float], lam: float) -> dict[str, float]:
+    """The sampling constants of a merged model (a one-step student's x0 constant alpha_T), merged as its
+    weights are: ``lam * a + (1 - lam) * b``, and exactly A's at ``lam = 1`` and B's at ``lam = 0`` (so the ends
+    of a sweep reproduce each model bit for bit). Both must name the same constants."""
+    if set(a) != set(b):
+        raise BenchError(f"the models' sampling constants differ in kind ({sorted(a)} vs {sorted(b)}); they "
+                         "cannot be merged")
+    lam = float(lam)
+    if lam == 1.0:
+        return dict(a)
+    if lam == 0.0:
+        return dict(b)
+    return {k: lam * float(a[k]) + (1.0 - lam) * float(b[k]) for k in a}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench.errors import BenchError
 from bench.generator import Generator
 from methods.components import Components
 
@@ -125,6 +126,17 @@ class OneStepGenerator(LatentShapes, Generator):
         else:
             self.alpha_bar = float(self.scheduler.alphas_cumprod[int(self.timestep)])
         self._setup_runtime()
+
+    def merge_constants(self) -> dict[str, float]:
+        """The x0 constant alpha_T the student was trained with (merged with its weights; none for flows)."""
+        return {} if self.alpha_bar is None else {"alpha_T": self.alpha_bar}
+
+    def load_merge_constants(self, values: dict[str, float]) -> None:
+        if set(values) != set(self.merge_constants()):
+            raise BenchError(f"method {self.name!r}: merge constants {sorted(values)} do not fit "
+                             f"{sorted(self.merge_constants())}")
+        if "alpha_T" in values:
+            self.alpha_bar = float(values["alpha_T"])
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -63,3 +63,25 @@ def test_generation_is_deterministic_for_a_fixed_batch_size(tmp_path):
                      "--out", str(out), "--metrics", "none", "--device", "cpu"]) == 0
         shas.append([json.loads(x)["sha256"] for x in (out / "smoke-tiny" / "manifest.jsonl").read_text().splitlines()])
     assert shas[0] == shas[1]
+
+
+def test_noise_rule_as_the_readme_states_it():
+    """Reimplemented from the README's words alone: the text, the 8-byte BLAKE2b digest, little-endian, top bit
+    cleared, a CPU generator, float32 standard normals."""
+    import hashlib
+    from pathlib import Path
+
+    import torch
+
+    from bench.seeding import sample_noise
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rule = readme[readme.index("## Reproducibility"):readme.index("## Run directory")]
+    for words in ('`"<s>:<i>"`', "digest_size=8", "little-endian unsigned integer", "`& (2**63 - 1)`",
+                  "`torch.Generator`", "torch.randn(shape, dtype=torch.float32)"):
+        assert words in rule, words
+    for seed, index in ((0, 0), (7, 12345), (2**40, 3)):
+        digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+        generator = torch.Generator(device="cpu").manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+        expected = torch.randn((4, 8, 8), dtype=torch.float32, generator=generator)
+        assert torch.equal(torch.as_tensor(sample_noise(seed, index, (4, 8, 8))), expected)

@@ -92,37 +92,43 @@ def test_first_student_gradient_is_zero_only_with_the_guided_lora_teacher(tmp_pa
         assert first["loss_vsd"] > 0 and first["grad_norm_student"] > 0
 
 
-def test_lora_teacher_loss_is_alpha_bar_weighted_with_seeded_empty_prompts(tmp_path):
+@pytest.mark.parametrize("rule", ["batch", "sample"])
+def test_lora_teacher_loss_is_alpha_bar_weighted_with_seeded_empty_prompts(tmp_path, rule):
+    """``batch`` (default, the official trainer): one draw empties the whole batch's captions together;
+    ``sample``: one draw per sample."""
     from methods.components import SD_SCHEDULER_CONFIG
     from training.vsd import alphas_cumprod_from_config
 
-    trainer = trainer_for(tmp_path, seed=3)
+    trainer = trainer_for(tmp_path, seed=3, **({} if rule == "batch" else {"null_prompt": "sample"}))
+    assert trainer.config.null_prompt == rule
     b = 20
     x0 = torch.randn((b, *trainer.latent_shape), generator=torch.Generator().manual_seed(2))
     cond, uncond = trainer.encode([f"prompt {i}" for i in range(b)]), trainer.encode([""])
     alphas = alphas_cumprod_from_config(SD_SCHEDULER_CONFIG).float()
 
-    def draws(step):  # t ~ U{0..999} (not [t_min, t_max]), noise, then one uniform per sample for the drop
+    def draws(step):  # t ~ U{0..999} (not [t_min, t_max]), noise, then the drop draw(s)
         gen = trainer.generator(step, 0, 1)
         t = torch.randint(0, 1000, (b,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        return t, noise, torch.rand(b, generator=gen) < 0.1
+        return t, noise, torch.rand(1 if rule == "batch" else b, generator=gen).expand(b) < 0.1
 
-    step = next(s for s in range(200) if 0 < int(draws(s)[2].sum()) < b)  # some captions dropped, not all
-    t, noise, drop = draws(step)
-    with torch.no_grad():
-        loss = trainer.lora_teacher_loss(x0, cond, trainer.generator(step, 0, 1))
-        a = alphas[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    wanted = (lambda d: bool(d.all())) if rule == "batch" else (lambda d: 0 < int(d.sum()) < b)
+    dropped = next(s for s in range(400) if wanted(draws(s)[2]))
+    for step in (dropped, next(s for s in range(400) if not draws(s)[2].any())):
+        t, noise, drop = draws(step)
+        with torch.no_grad():
+            loss = trainer.lora_teacher_loss(x0, cond, trainer.generator(step, 0, 1))
+            a = alphas[t].view(-1, 1, 1, 1)
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-        def by_hand(c):
-            pred = trainer.teacher(x_t, t, encoder_hidden_states=c).sample
-            return ((a.sqrt() * pred - a.sqrt() * noise) ** 2).mean()
+            def by_hand(c, x_t=x_t, t=t, a=a, noise=noise):
+                pred = trainer.teacher(x_t, t, encoder_hidden_states=c).sample
+                return ((a.sqrt() * pred - a.sqrt() * noise) ** 2).mean()
 
-        expected = by_hand(torch.where(drop[:, None, None], uncond.expand(b, -1, -1), cond))
-        captions_only = by_hand(cond)
-    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-8)
-    assert not torch.isclose(loss, captions_only, rtol=1e-6, atol=0)
+            expected = by_hand(torch.where(drop[:, None, None], uncond.expand(b, -1, -1), cond))
+            captions_only = by_hand(cond)
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-8)
+        assert bool(torch.isclose(loss, captions_only, rtol=1e-6, atol=0)) == (not drop.any())
 
 
 # -- reproducibility, resume, pickle-free checkpoints ------------------------------------------------------

@@ -39,18 +39,38 @@ RESUMABLE_CHANGES = frozenset({
 
 
 class EMA:
-    """Exponential moving average of named tensors, kept in float32."""
+    """Exponential moving average of named tensors, kept in float32.
 
-    def __init__(self, tensors: dict[str, Any], decay: float) -> None:
+    ``rule="official"`` is diffusers' ``EMAModel`` with its default settings (what SwiftBrush's ``--use_ema``
+    builds): update k (k = 1, 2, ...) uses decay ``min(decay, (1 + s) / (10 + s))`` with s = k - 1, and s = 0
+    gives decay 0, so the first update copies the weights. ``rule="fixed"``: ``decay`` from the first update.
+    The shadow is ``shadow - (1 - d) * (shadow - value)``, the update EMAModel makes.
+    """
+
+    def __init__(self, tensors: dict[str, Any], decay: float, rule: str = "official") -> None:
+        if rule not in ("official", "fixed"):
+            raise BenchError(f"ema_rule={rule!r} is not one of official, fixed")
         self.decay = float(decay)
+        self.rule = rule
         self.shadow = {n: p.detach().float().clone() for n, p in tensors.items()}
 
-    def update(self, tensors: dict[str, Any]) -> None:
+    def decay_at(self, update: int) -> float:
+        """The decay of the ``update``-th update (1-based)."""
+        if self.rule == "fixed":
+            return self.decay
+        s = update - 1
+        return 0.0 if s <= 0 else min(self.decay, (1 + s) / (10 + s))
+
+    def update(self, tensors: dict[str, Any], update: int) -> None:
+        """Fold in ``tensors`` as the ``update``-th update (the trainer passes its step count, so a resumed run
+        continues the same schedule)."""
         import torch
 
+        one_minus = 1.0 - self.decay_at(update)
         with torch.no_grad():
             for name, p in tensors.items():
-                self.shadow[name].lerp_(p.detach().float(), 1.0 - self.decay)
+                shadow = self.shadow[name]
+                shadow.sub_(one_minus * (shadow - p.detach().float()))
 
 
 def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
@@ -176,11 +196,38 @@ def load_schedulers(schedulers: dict[str, Any], directory: Path) -> None:
         sched.load_state_dict(data[name])
 
 
+#: LR schedules whose value at a step does not depend on the total number of steps.
+STEP_FREE_LR = ("constant", "constant_with_warmup")
+
+
+def extension_blocker(config: dict[str, Any]) -> str | None:
+    """Why a run with these settings cannot be continued past its ``max_steps`` as if it had been started with a
+    larger one (None: it can). The CLIP/HPS weights decay over ``max_steps`` unless their schedule is
+    ``constant``, and most LR schedules are functions of the total number of steps."""
+    if config.get("lr_scheduler") not in STEP_FREE_LR:
+        return f"its learning rate follows lr_scheduler={config.get('lr_scheduler')}, a function of max_steps"
+    for loss in ("clip", "hps"):
+        if config.get(f"{loss}_loss") and config.get(f"{loss}_schedule") != "constant":
+            return (f"its {loss.upper()} loss weight decays over max_steps ({loss}_schedule="
+                    f"{config.get(f'{loss}_schedule')})")
+    return None
+
+
 def check_same_settings(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """Refuse (one line) to resume when any setting that changes the math differs from the checkpoint's."""
+    """Refuse (one line) to resume when any setting that changes the math differs from the checkpoint's.
+
+    ``max_steps`` may grow when nothing else depends on it (:func:`extension_blocker`): the longer run is then
+    exactly what a fresh run of that length computes."""
     for key in sorted(current):
         if key in RESUMABLE_CHANGES:
             continue
+        if key == "max_steps" and key in saved and saved[key] != current[key]:
+            blocker = extension_blocker(current)
+            if blocker is None and current[key] > saved[key]:
+                continue
+            why = f": {blocker}" if blocker else " (max_steps can only grow)"
+            raise BenchError(f"cannot resume from {where} with max_steps={current[key]} (it was trained towards "
+                             f"{saved[key]}){why}; resume with max_steps={saved[key]} or start a new --output-dir")
         if key not in saved:
             raise BenchError(f"cannot resume from {where}: it records no {key} (written by another version); "
                              "start a new --output-dir")
@@ -189,9 +236,44 @@ def check_same_settings(saved: dict[str, Any], current: dict[str, Any], where: P
                              f"{key}={current[key]!r}; resume with the same setting or start a new --output-dir")
 
 
-def write_state(directory: Path, step: int, config: dict[str, Any]) -> None:
-    (directory / STATE_FILE).write_text(json.dumps({"step": step, "config": config}, indent=1))
+def write_state(directory: Path, step: int, config: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
+    """``training_state.json``: the step, every setting, and ``inputs`` (what the settings only name: the content
+    fingerprints of the prompt list and image pairs, and the number of processes)."""
+    data = {"step": step, "config": config, "inputs": inputs or {}}
+    (directory / STATE_FILE).write_text(json.dumps(data, indent=1))
 
+
+def input_fingerprints(prompts: list[str] | None, pairs: list[tuple[Path, str]] | None,
+                       world_size: int) -> dict[str, Any]:
+    """What the settings only name, by content: sha256 of the prompt list as loaded (normalised, in order) and of
+    the image pairs (captions, image names and sizes), and the number of processes."""
+    import hashlib
+
+    def digest(lines: list[str]) -> str:
+        return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+    out: dict[str, Any] = {"world_size": world_size}
+    if prompts is not None:
+        out["prompts_sha256"] = digest(list(prompts))
+    if pairs is not None:
+        out["pairs_sha256"] = digest([f"{p.name}\t{p.stat().st_size if p.exists() else -1}\t{c}" for p, c in pairs])
+    return out
+
+
+def check_same_inputs(saved: dict[str, Any] | None, current: dict[str, Any], where: Path) -> None:
+    """Refuse (one line) to resume when the prompt list's or image pairs' content, or the number of processes,
+    differs from the checkpoint's (a file edited under the same path is a different run)."""
+    what = {"prompts_sha256": "the prompt list's content changed (same settings, other prompts)",
+            "pairs_sha256": "the image-text pairs changed",
+            "world_size": "it ran on {saved} process(es), this launch has {current}"}
+    if saved is None:
+        raise BenchError(f"cannot resume from {where}: it records no input fingerprints (written by another "
+                         "version); start a new --output-dir")
+    for key in sorted(current):
+        if saved.get(key) != current[key]:
+            reason = what.get(key, key).format(saved=saved.get(key), current=current[key])
+            raise BenchError(f"cannot resume from {where}: {reason}; resume with the same inputs or start a new "
+                             "--output-dir")
 
 def read_state(directory: Path) -> dict[str, Any]:
     try:

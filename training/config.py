@@ -87,6 +87,9 @@ class TrainConfig:
     lora_teacher: str = "swiftbrush"
     lora_teacher_rank: int = 64
     lora_teacher_alpha: int = 128
+    #: The ``swiftbrush`` LoRA teacher's caption dropout (probability 0.1): ``batch`` (the official trainer:
+    #: one draw per batch empties every caption of the batch together) or ``sample`` (one draw per sample).
+    null_prompt: str = "batch"
     lora_teacher_targets: str = "qv"
     lora_teacher_lr: float = 1e-3
     #: LoRA-teacher updates after each student update (1 = strict alternation).
@@ -141,7 +144,11 @@ class TrainConfig:
 
     # -- EMA ----------------------------------------------------------------------------------------
     ema: bool = False
+    #: The EMA's largest decay. ``ema_rule = "official"`` (SwiftBrush's --use_ema: diffusers' EMAModel with its
+    #: defaults): the k-th update uses decay min(ema_decay, k / (9 + k)), so the first update copies the weights
+    #: and the decay warms up; ``"fixed"``: ema_decay from the first update, starting at the initial weights.
     ema_decay: float = 0.9999
+    ema_rule: str = "official"
     export_ema: bool = True
 
     # -- data ---------------------------------------------------------------------------------------
@@ -171,6 +178,8 @@ class TrainConfig:
 CHOICES: dict[str, tuple[Any, ...]] = {
     "weighting": ("sigma2", "uniform"),
     "lora_teacher": ("swiftbrush", "prolificdreamer"),
+    "ema_rule": ("official", "fixed"),
+    "null_prompt": ("batch", "sample"),
     "teacher_precision": ("mixed", "fp32"),
     "loss_reduction": ("mean", "sum"),
     "student_mode": ("full", "lora"),

@@ -58,6 +58,35 @@ def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[s
     return config, _read_unet_weights(d), read_model_card(d) or None
 
 
+def scheduler_alpha_T() -> float:
+    """alpha_bar at t = 999 of the SD noise schedule (the value a student without a fixed alpha_T uses), as the
+    scheduler computes it in float32."""
+    from diffusers import DDPMScheduler
+
+    from methods.components import SD_SCHEDULER_CONFIG
+
+    return float(DDPMScheduler(**SD_SCHEDULER_CONFIG).alphas_cumprod[999])
+
+
+def merged_alpha_T(card_a: dict[str, Any], card_b: dict[str, Any], lam: float) -> dict[str, Any]:
+    """The x0 constant of ``lam * A + (1 - lam) * B`` for its card, merged as ``bench sweep-merge`` merges it
+    (:func:`bench.weights.interpolate_constants`): A's own at lambda = 1, B's own at lambda = 0, else
+    ``lam * a_A + (1 - lam) * a_B`` where a student without a fixed one (``alpha_T: null``) counts with the SD
+    schedule's alpha_bar_999. Two students that both use the schedule's value keep ``null``."""
+    from bench.weights import interpolate_constants
+
+    a, b = card_a.get("alpha_T"), card_b.get("alpha_T")
+    if a is None and b is None:
+        return {"alpha_T": None, "alpha_T_source": "scheduler"}
+    if lam in (0.0, 1.0):
+        chosen = card_a if lam == 1.0 else card_b
+        return {"alpha_T": chosen.get("alpha_T"), "alpha_T_source": chosen.get("alpha_T_source", "fixed")}
+    value = scheduler_alpha_T()
+    merged = interpolate_constants({"alpha_T": value if a is None else float(a)},
+                                   {"alpha_T": value if b is None else float(b)}, lam)["alpha_T"]
+    return {"alpha_T": merged, "alpha_T_source": "merged", "alpha_T_merge": {"a": a, "b": b, "lambda": lam}}
+
+
 def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Interpolate models ``a`` and ``b`` into ``output_dir`` (an export directory like the inputs).
 
@@ -86,6 +115,7 @@ def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Pat
         print(f"training: warning: A's base is {meta_a.get('base')!r}, B's is {meta_b.get('base')!r}; "
               "the merged model keeps A's")
     meta["merge"] = {"a": str(Path(a).resolve()), "b": str(Path(b).resolve()), "lambda": lam}
+    meta.update(merged_alpha_T(meta_a or {}, meta_b or {}, lam))
     # what the merged model is: this merge of the two recipes (not A's recipe, which the rest of the card copies)
     meta["recipe"] = {"merge": {"lambda": lam, "a": (meta_a or {}).get("recipe"), "b": (meta_b or {}).get("recipe")}}
     meta["dtype"] = dtype

@@ -98,8 +98,9 @@ class StepPieces:
     def lora_teacher_loss(self, x0: Any, cond: Any, gen: Any) -> Any:
         """Diffusion loss of the LoRA teacher on the detached student samples ``x0``.
 
-        ``swiftbrush``: t ~ U{0..999}, noise, then the empty prompt with probability 0.1 (one uniform draw per
-        sample, all from ``gen``), and ``mse(sqrt(a_t) pred, sqrt(a_t) target)``. ``prolificdreamer``:
+        ``swiftbrush``: t ~ U{0..999}, noise, then the empty prompt with probability 0.1 (``null_prompt=batch``,
+        the official trainer: one uniform draw for the whole batch, whose captions are all emptied together;
+        ``sample``: one draw per sample; all from ``gen``), and ``mse(sqrt(a_t) pred, sqrt(a_t) target)``. ``prolificdreamer``:
         t ~ U{t_min..t_max}, noise, captions, ``mse(pred, target)``.
         """
         import torch
@@ -113,7 +114,8 @@ class StepPieces:
         noise = self.randn(tuple(x0.shape), gen)
         a = vsd.gather(self.alphas, t, x0)
         if official:
-            drop = torch.rand(b, generator=gen, device=gen.device).to(x0.device) < LORA_UNCOND_PROB
+            draws = 1 if cfg.null_prompt == "batch" else b
+            drop = torch.rand(draws, generator=gen, device=gen.device).to(x0.device).expand(b) < LORA_UNCOND_PROB
             cond = torch.where(drop[:, None, None], self.uncond.expand(b, -1, -1), cond)
         x_t = vsd.add_noise(x0, noise, a).to(self.teacher_dtype)
         pred = self.teacher(x_t, t, encoder_hidden_states=cond).sample

@@ -128,7 +128,7 @@ class Trainer(StepPieces, RunLog):
         self.sched_s = self._scheduler(opt_s, cfg.max_steps)
         self.sched_l = self._scheduler(opt_l, cfg.max_steps * cfg.lora_teacher_steps)
         self.student, self.opt_s, self.teacher, self.opt_l = acc.prepare(m.student, opt_s, m.teacher, opt_l)
-        self.ema = EMA(self._ema_source(), cfg.ema_decay) if cfg.ema else None
+        self.ema = EMA(self._ema_source(), cfg.ema_decay, cfg.ema_rule) if cfg.ema else None
 
         self.stream = PromptStream(self.prompts, cfg.seed, cfg.batch_size, cfg.gradient_accumulation_steps,
                                    acc.num_processes)
@@ -190,7 +190,7 @@ class Trainer(StepPieces, RunLog):
                 ckpt.save_tensors(self.ema.shadow, tmp / ckpt.EMA_FILE)
             ckpt.save_optimizers({"student": self.opt_s, "lora_teacher": self.opt_l}, tmp)
             ckpt.save_schedulers({"student": self.sched_s, "lora_teacher": self.sched_l}, tmp)
-            ckpt.write_state(tmp, self.step, self.config.to_dict())
+            ckpt.write_state(tmp, self.step, self.config.to_dict(), self.input_fingerprints())
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -201,12 +201,16 @@ class Trainer(StepPieces, RunLog):
         acc.wait_for_everyone()
         return path
 
+    def input_fingerprints(self) -> dict[str, Any]:
+        return ckpt.input_fingerprints(self.prompts, self.pairs, self.accelerator.num_processes)
+
     def load_checkpoint(self, path: Path) -> None:
         """Restore weights, EMA, optimizer and scheduler states after checking the settings match."""
         from training.models import trainable_state
 
         state = ckpt.read_state(path)
         ckpt.check_same_settings(state.get("config", {}), self.config.to_dict(), path)
+        ckpt.check_same_inputs(state.get("inputs"), self.input_fingerprints(), path)
         ckpt.load_into(trainable_state(self._student()), path / ckpt.STUDENT_FILE, "student")
         ckpt.load_into(trainable_state(self._teacher()), path / ckpt.LORA_TEACHER_FILE, "LoRA teacher")
         if self.ema is not None:
@@ -278,7 +282,7 @@ class Trainer(StepPieces, RunLog):
         self.sched_s.step()
         self.opt_s.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(self._ema_source())
+            self.ema.update(self._ema_source(), step + 1)  # this is the (step + 1)-th student update
 
         lora_params = list(trainable_state(self._teacher()).values())
         for k in range(cfg.lora_teacher_steps):
@@ -317,8 +321,16 @@ class Trainer(StepPieces, RunLog):
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise BenchError(f"--output-dir {self.output_dir} exists and is not a directory; choose another path")
         main = os.environ.get("RANK", "0") in ("", "0")
-        with lock_directory(self.output_dir, "training distill") if main else contextlib.nullcontext():
-            return self._train(export)
+        created = not self.output_dir.exists()
+        try:
+            with lock_directory(self.output_dir, "training distill") if main else contextlib.nullcontext():
+                return self._train(export)
+        except BenchError:
+            if created and main:  # a refused start (a mis-launch, say) leaves no empty output directory behind
+                from training.outputs import remove_if_untouched
+
+                remove_if_untouched(self.output_dir)
+            raise
 
     def _count_truncated(self) -> int:
         from training.prompts import TOKEN_LIMIT, count_truncated
