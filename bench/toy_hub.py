@@ -1,7 +1,8 @@
 """An offline Hugging Face hub cache holding toy-size models under the real hub ids.
 
 Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, SD 1.5 for
-the paper's ``diffusers`` row, TAESD) gets a
+the paper's ``diffusers`` row, TAESD), and every metric network loaded through transformers' ``from_pretrained``
+(FD-DINOv2's backbones, CMMD's CLIP ViT-L/14-336, PickScore and its processor's tokenizer), gets a
 snapshot in the hub cache's own layout::
 
     <cache>/models--<owner>--<name>/blobs/<sha256>          file contents
@@ -19,6 +20,11 @@ UNets differ); SD-Turbo ships an ``EulerDiscreteScheduler`` with trailing timest
 ``PNDMScheduler``; InstaFlow and SD 1.5 are SD 1.5 pipelines (quick-GELU text encoder, ``<|endoftext|>`` padding)
 with a safety checker and its image processor, which the project never loads; TAESD is a bare ``AutoencoderTiny`` at the repository root. The tokenizer
 files are the CLIP BPE vocabulary that open_clip ships, written as ``vocab.json`` + ``merges.txt``.
+
+Not in it: networks whose architecture comes from code rather than from the repository's config (open_clip's
+ViT-g-14 for the CLIP score and ViT-H-14 for HPS, ImageReward's BLIP, clean-fid's Inception file, which is not
+on the hub): a toy checkpoint cannot load into them, so runs on the toy hub give those metrics
+``weights=random``.
 
 Build one from the command line (``--cache`` defaults to ``$HF_HUB_CACHE``)::
 
@@ -45,6 +51,12 @@ SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
 SWIFTBRUSH = "thuanz123/swiftbrush"
 INSTAFLOW = "XCLIU/instaflow_0_9B_from_sd_1_5"
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+#: Metric networks the project loads with transformers' ``from_pretrained`` (which reads their configs, so toy
+#: sizes load): FD-DINOv2's backbones, CMMD's CLIP, PickScore and the tokenizer of its processor.
+DINOV2 = ("facebook/dinov2-small", "facebook/dinov2-base", "facebook/dinov2-large", "facebook/dinov2-giant")
+CMMD_CLIP = "openai/clip-vit-large-patch14-336"
+PICKSCORE = "yuvalkirstain/PickScore_v1"
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 TAESD = "madebyollin/taesd"
 #: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
 MARKER = "bench_toy_hub.json"
@@ -250,6 +262,29 @@ def taesd_files(seed: int) -> dict[str, bytes]:
     return _save(random_taesd(seed, "tiny"))
 
 
+def dinov2_files(seed: int) -> dict[str, bytes]:
+    """A DINOv2 backbone (transformers ``Dinov2Model``): config.json + model.safetensors at the root."""
+    from transformers import Dinov2Model
+
+    from bench.metrics.hf_extractors import dinov2_config
+    from methods.components import seeded
+
+    return _save(seeded(seed, lambda: Dinov2Model(dinov2_config("tiny"))))
+
+
+def clip_model_files(seed: int) -> dict[str, bytes]:
+    """A transformers ``CLIPModel`` repository: weights, config, tokenizer and image-processor files at the root."""
+    from transformers import CLIPModel
+
+    from bench.metrics.hf_extractors import clip_config
+    from methods.components import seeded
+
+    files = _save(seeded(seed, lambda: CLIPModel(clip_config("", "tiny"))))
+    files.update({k.removeprefix("tokenizer/"): v for k, v in clip_tokenizer_files("<|endoftext|>").items()})
+    files.update(_feature_extractor_files())
+    return files
+
+
 #: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
 UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 41}
 
@@ -263,11 +298,17 @@ def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
                                              extra_index={"_class_name": "RectifiedFlowPipeline"}),
         SD15: lambda: sd_pipeline_files(SD15, seed + 100, unet_seed=seed + UNET_SEEDS[SD15], sd15=True),
         TAESD: lambda: taesd_files(seed),
+        **{repo: (lambda k=k: dinov2_files(seed + 200 + k)) for k, repo in enumerate(DINOV2)},
+        CMMD_CLIP: lambda: clip_model_files(seed + 300),
+        PICKSCORE: lambda: clip_model_files(seed + 301),
+        PICKSCORE_PROCESSOR: lambda: clip_model_files(seed + 302),
     }
 
 
 #: Every repository the toy hub holds.
-REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD)
+GENERATOR_REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD)
+METRIC_REPOS: tuple[str, ...] = (*DINOV2, CMMD_CLIP, PICKSCORE, PICKSCORE_PROCESSOR)
+REPOS: tuple[str, ...] = (*GENERATOR_REPOS, *METRIC_REPOS)
 
 
 def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, seed: int = 0) -> dict[str, Path]:
@@ -288,6 +329,14 @@ def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, see
                                "note": "toy-size networks with seeded random weights, not the published model"})
         out[repo] = write_snapshot(Path(cache), repo, files)
     return out
+
+
+def any_toy(repos: Sequence[str]) -> bool:
+    """True when the hub cache's snapshot of any of ``repos`` was written by :func:`build` (its marker file is
+    cached; no network is asked)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo, MARKER), str) for repo in repos)
 
 
 def is_toy(snapshot: str | os.PathLike[str]) -> bool:

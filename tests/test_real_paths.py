@@ -310,3 +310,16 @@ def test_reproduce_tables_with_trained_rows(table, paper_models, on_toy_hub, coc
 
 def spec_suite(table: str) -> str:
     return "hpsv2" if table == "table4" else "coco30k"
+
+
+def test_metric_networks_load_their_real_ids(on_toy_hub, tmp_path):
+    """FD-DINOv2, CMMD and PickScore with published weights (the default) read their hub ids from the toy hub."""
+    rc, _, err = run_cli("run", "--method", "sd-turbo", *RUN, "--metrics", "fd_dinov2,cmmd,pickscore",
+                         "--metric-args", "fd_dinov2.weights=pretrained,cmmd.weights=pretrained,"
+                         "pickscore.weights=pretrained", "--out", str(tmp_path), "--run-name", "m")
+    assert rc == 0, err
+    results = _results(tmp_path / "m")
+    assert {"fd_dinov2", "cmmd", "pickscore"} <= set(results["metrics"])
+    for name in ("fd_dinov2", "cmmd", "pickscore"):  # read from the hub, and known to be the toy hub's
+        info = results["metric_info"][name]
+        assert info["weights"] == "random" and info["toy_hub"] and not info["comparable"], info

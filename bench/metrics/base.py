@@ -167,8 +167,17 @@ class Metric(ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "options": self.args}
 
+    def hub_repos(self) -> tuple[str, ...]:
+        """Hub repositories the metric's published weights come from (default: none named)."""
+        return ()
+
     def _info(self, **extra: Any) -> dict[str, Any]:
         weights = self.args.get("weights", "pretrained")
+        if weights == "pretrained" and self.hub_repos():
+            from bench.toy_hub import any_toy
+
+            if any_toy(self.hub_repos()):  # toy-size random weights under the real ids (bench.toy_hub)
+                weights, extra = "random", {**extra, "toy_hub": True}
         return {"weights": weights, "comparable": weights == "pretrained", **extra}
 
 

@@ -109,6 +109,11 @@ class FDDinov2(_TwoSetMetric):
     extractor = "dinov2"
     options = {**_TwoSetMetric.options, "arch": Option("vitl14", str)}
 
+    def hub_repos(self) -> tuple[str, ...]:
+        from bench.metrics.hf_extractors import DINOV2_REPOS
+
+        return (DINOV2_REPOS[self.args["arch"]],) if self.args["arch"] in DINOV2_REPOS else ()
+
     def extractor_options(self) -> dict[str, Any]:
         return {"arch": self.args["arch"]}
 
@@ -141,6 +146,9 @@ class CMMD(_TwoSetMetric):
     higher_is_better = {"cmmd": False}
     extractor = "hf_clip"
     options = {**_TwoSetMetric.options, "repo": Option("openai/clip-vit-large-patch14-336", str)}
+
+    def hub_repos(self) -> tuple[str, ...]:
+        return (self.args["repo"],)
 
     def extractor_options(self) -> dict[str, Any]:
         return {"repo": self.args["repo"], "resize": "cmmd"}

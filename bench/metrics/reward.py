@@ -29,6 +29,9 @@ class PickScore(_PairedScore):
                "processor": Option(PICKSCORE_PROCESSOR, str),
                "size": Option("full", str, ("full", "tiny"), "tiny: toy-size CLIP (random weights, tests)")}
 
+    def hub_repos(self) -> tuple[str, ...]:
+        return (self.args["repo"], self.args["processor"])
+
     def spec(self) -> FeatureSpec:
         opts = {"weights": self.args["weights"], "seed": self.args["seed"], "repo": self.args["repo"],
                 "processor": self.args["processor"], "resize": "processor", "size": self.args["size"]}
