@@ -192,12 +192,21 @@ class Run:
 
     def inputs(self) -> dict[str, Any]:
         """Content fingerprints of what changes the images: the prompt list and every local file or folder the
-        generator reads (part of the run's identity, so replacing a student under the same path is noticed)."""
+        generator reads (part of the run's identity, so replacing a student under the same path is noticed),
+        and which generator option names which of them (so a student moved elsewhere is the same input)."""
         from bench.fingerprint import path_fingerprint
         from bench.suites.prompt_lists import prompts_digest
 
-        files = {str(p): path_fingerprint(p) for p in self.generator.input_paths()}
-        return {"prompts_sha256": prompts_digest([it.prompt for it in self.all_items]), "files": files}
+        own = [self.store.path]  # a run directory inside a weights folder is not part of it
+        files = {str(p): path_fingerprint(p, exclude=own) for p in self.generator.input_paths()}
+        args = {}  # option -> content of the input it names: a renamed folder with the same content is the same run
+        for key, value in self.generator.args.items():
+            if isinstance(value, str) and value:
+                resolved = str(Path(value).expanduser().resolve())
+                if resolved in files:
+                    args[key] = files[resolved]["sha256"]
+        return {"prompts_sha256": prompts_digest([it.prompt for it in self.all_items]), "files": files,
+                "args": args}
 
     # -- the run ----------------------------------------------------------------------------------
     def execute(self) -> Results | None:
@@ -207,8 +216,19 @@ class Run:
 
         if not self.dist.is_main:
             return self._execute()
+        self._check_target()
         with lock_directory(self.store.path, "bench run"):
             return self._execute()
+
+    def _check_target(self) -> None:
+        """Refuse (before anything is written) a run directory that is, or holds, a file or folder the generator
+        reads, or that holds something other than a bench run."""
+        target = self.store.path.resolve()
+        for path in self.generator.input_paths():
+            if path == target or target in path.parents:
+                raise BenchError(f"run directory {self.store.path} is (or holds) {path}, an input of this run; "
+                                 "choose another --out or --run-name")
+        self.store.check_kind()
 
     def _execute(self) -> Results | None:
         from bench.devices import hardware_summary

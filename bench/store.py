@@ -209,17 +209,28 @@ class RunStore:
         if not self.config_path.exists():
             return None
         try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"{self.config_path} is not valid JSON ({exc}); move the run directory away "
-                             "or pass --overwrite") from exc
+            return json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BenchError(f"{self.config_path} is not valid JSON ({exc}); it is not recognisably a run, so "
+                             "nothing is replaced: move the directory away or choose another --out/--run-name") \
+                from exc
+
+    def check_kind(self, existing: Any = None) -> None:
+        """Refuse a directory whose config.json is not a bench run's (a model folder, say), with or without
+        --overwrite: only a run is ever replaced."""
+        existing = self.read_config() if existing is None else existing
+        if existing is not None and not is_run_config(existing):
+            raise BenchError(f"{self.config_path} is not the config of a bench run (is {self.path} a model or "
+                             "another tool's folder?); nothing was changed: choose another --out or --run-name")
 
     def check(self, config: dict[str, Any], overwrite: bool = False) -> list[str]:
         """Identity keys on which an existing run differs from ``config``; refuses unless ``overwrite``."""
         existing = self.read_config()
         if existing is None:
             return []
-        diff = [k for k in IDENTITY_KEYS if _canon(existing.get(k)) != _canon(config.get(k))]
+        self.check_kind(existing)
+        old, new = identity(existing), identity(config)
+        diff = [k for k in IDENTITY_KEYS if _canon(old.get(k)) != _canon(new.get(k))]
         if diff and not overwrite:
             raise BenchError(
                 f"{self.path} holds a run with a different {', '.join(diff)}; pass --out elsewhere, "
@@ -335,6 +346,29 @@ class RunStore:
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_json(self.results_path, results)
+
+
+def is_run_config(config: Any) -> bool:
+    """Whether a parsed config.json is a bench run's (a model's config.json, say, is not)."""
+    return isinstance(config, dict) and all(k in config for k in ("method", "suite", "seed", "protocol"))
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The identity keys of a run config, with local inputs by content: an option that names an input file or
+    folder (``inputs.args``) stands for that input's SHA-256, and ``inputs.files`` for the list of their
+    fingerprints, whatever their paths."""
+    out = {k: config.get(k) for k in IDENTITY_KEYS}
+    inputs = config.get("inputs")
+    if not isinstance(inputs, dict):
+        return out
+    by_arg = inputs.get("args") if isinstance(inputs.get("args"), dict) else {}
+    method_args = out.get("method_args")
+    if isinstance(method_args, dict):
+        out["method_args"] = {k: {"content_sha256": by_arg[k]} if k in by_arg else v for k, v in method_args.items()}
+    files = inputs.get("files") if isinstance(inputs.get("files"), dict) else {}
+    out["inputs"] = {**{k: v for k, v in inputs.items() if k not in ("files", "args")},
+                     "files": sorted(_canon(v) for v in files.values())}
+    return out
 
 
 def _canon(value: Any) -> str:

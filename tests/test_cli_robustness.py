@@ -262,3 +262,83 @@ def test_too_few_samples_are_refused_before_generation_and_after_it_nothing_is_l
     _check("bench", [*coco, "fid.weights=random", "--metrics", "fid"], 0)
     assert manifest.read_bytes() == before
     assert json.loads((out / "coco30k-tiny" / "results.json").read_text())["images"]["generated_this_run"] == 0
+
+
+# -- identity by content: size and time games do not fool it, a rename does not change it ----------------------
+def _student(path: Path, seed: int) -> Path:
+    from methods.components import build_tiny_components
+    from methods.model_card import write_model_card
+
+    build_tiny_components(seed=seed).unet.save_pretrained(path, safe_serialization=True)
+    write_model_card(path, base="tiny", base_seed=seed)
+    return path
+
+
+def _sbv2_run(weights: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "--method", "sbv2", "--method-args", f"weights={weights}", "--suite", "smoke", "--limit", "2",
+            "--metrics", "none", "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_identity_is_content_whatever_sizes_times_and_paths_say(tmp_path, one_thread):
+    import shutil
+
+    student = _student(tmp_path / "student", 3)
+    other = _student(tmp_path / "other", 4)
+    weights = student / "diffusion_pytorch_model.safetensors"
+    assert weights.stat().st_size == (other / weights.name).stat().st_size
+    runs = tmp_path / "runs"
+    _check("bench", _sbv2_run(student, runs), 0)
+    run_dir = runs / "smoke-sbv2"
+    before = (run_dir / "config.json").read_bytes()
+    original = weights.read_bytes()
+    stat = weights.stat()
+    shutil.copyfile(other / weights.name, weights)  # cp, then touch -r: same path, size and mtime
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    line = _check("bench", _sbv2_run(student, runs), 2)
+    assert "different method_args, inputs" in line and (run_dir / "config.json").read_bytes() == before
+    weights.write_bytes(original)
+    renamed = student.rename(tmp_path / "student-renamed")
+    _check("bench", _sbv2_run(renamed, runs), 0)  # the same content under another name: the same run, resumed
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["images"]["generated_this_run"] == 0
+    assert json.loads((run_dir / "config.json").read_text())["method_args"]["weights"] == str(renamed)
+    # a run directory inside its own weights folder: its outputs are not its inputs, so it resumes
+    _check("bench", _sbv2_run(renamed, renamed / "runs"), 0)
+    _check("bench", _sbv2_run(renamed, renamed / "runs"), 0)
+    inner = json.loads((renamed / "runs" / "smoke-sbv2" / "results.json").read_text())
+    assert inner["images"]["generated_this_run"] == 0
+
+
+def test_reference_images_replaced_with_the_same_names_and_sizes_are_new_references(tmp_path, toy, one_thread,
+                                                                                      monkeypatch):
+    import shutil
+
+    from PIL import Image
+
+    from bench.suites.smoke import REFERENCE_COUNT, REFERENCE_SIZE, draw_reference_image
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    refs = tmp_path / "cache" / "smoke-reference" / f"v1-{REFERENCE_COUNT}x{REFERENCE_SIZE}"
+    refs.mkdir(parents=True)
+
+    def write_refs(shift: int) -> None:  # uncompressed PNGs: every image has the same size in bytes
+        for i in range(REFERENCE_COUNT):
+            path = refs / f"{i:05d}.png"
+            Image.fromarray(draw_reference_image(i + shift)).save(path, compress_level=0)
+            os.utime(path, ns=(1, 1))
+
+    write_refs(0)
+    sizes = sorted(p.stat().st_size for p in refs.iterdir())
+    argv = ["run", "--method", "tiny", "--suite", "smoke", "--limit", "4", "--metrics", "toy_fid", "--device", "cpu"]
+    _check("bench", [*argv, "--out", str(tmp_path / "a")], 0)
+    first = json.loads((tmp_path / "a" / "smoke-tiny" / "results.json").read_text())["metrics"]
+    write_refs(1000)
+    assert sorted(p.stat().st_size for p in refs.iterdir()) == sizes
+    _check("bench", [*argv, "--out", str(tmp_path / "b")], 0)
+    second = json.loads((tmp_path / "b" / "smoke-tiny" / "results.json").read_text())["metrics"]
+    assert second != first
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "fresh-cache"))  # the same references, nothing cached
+    fresh_refs = tmp_path / "fresh-cache" / refs.relative_to(tmp_path / "cache")
+    shutil.copytree(refs, fresh_refs)
+    _check("bench", [*argv, "--out", str(tmp_path / "c")], 0)
+    assert json.loads((tmp_path / "c" / "smoke-tiny" / "results.json").read_text())["metrics"] == second
