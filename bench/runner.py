@@ -53,6 +53,19 @@ if TYPE_CHECKING:
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 #: Longest prompt kept whole; longer ones are cut (the CLIP tokenizers see at most 77 tokens anyway) and counted.
 MAX_PROMPT_CHARS = 1000
+#: ``--batch-size`` when none is given.
+DEFAULT_BATCH_SIZE = 8
+
+
+def check_batch_against_limit(batch_size: int, limit: int, total: int) -> None:
+    """Refuse a ``--batch-size`` that would generate far more images than ``--limit`` keeps: a --limit run
+    generates its last chunk whole (so it is an exact prefix of the full run), which is wasted beyond the limit.
+    Batches up to the default size are always allowed."""
+    generated = min(-(-limit // batch_size) * batch_size, total)
+    if batch_size > DEFAULT_BATCH_SIZE and generated > limit and batch_size > limit:
+        raise BenchError(f"--batch-size {batch_size} with --limit {limit} would generate {generated} images to keep "
+                         f"{limit} (chunks are generated whole, so a --limit run is a prefix of the full run); use "
+                         f"--batch-size {max(limit, DEFAULT_BATCH_SIZE)} or less, or a larger --limit")
 
 
 @dataclass
@@ -67,7 +80,7 @@ class RunRequest:
     out: str = "runs"
     run_name: str | None = None
     limit: int | None = None
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE
     seed: int = 0
     device: str = "auto"
     dtype: str = "fp32"
@@ -124,6 +137,7 @@ class Run:
                 raise BenchError(f"--limit {request.limit} is larger than the {len(items)} prompts of suite "
                                  f"{request.suite!r}; use at most {len(items)}")
             items = items[: request.limit]
+            check_batch_against_limit(request.batch_size, len(items), len(self.all_items))
         self.items = items
         for metric in self.metrics:  # too few samples: refused now, not after generation
             check_sample_count(metric.name, "generated", len(items), metric.min_samples())

@@ -16,7 +16,6 @@ Durability rules, which make a run safe to kill at any moment and to resume with
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import NO_SPACE, BenchError
 
 #: config.json keys that define what a run produces; a re-run must match them to resume.
 IDENTITY_KEYS = ("method", "method_args", "suite", "suite_args", "seed", "dtype", "protocol", "inputs")
@@ -37,7 +36,6 @@ IDENTITY_KEYS = ("method", "method_args", "suite", "suite_args", "seed", "dtype"
 #: on the n-th time the point is reached. Used by the crash-safety tests; costs one dictionary lookup otherwise.
 CRASH_ENV = "BENCH_CRASH_AT"
 
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _crash_lock = threading.Lock()
 _crash_hits: dict[str, int] = {}
 
@@ -105,7 +103,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
             raise disk_full_error(path, exc) from exc
         raise
 
@@ -137,7 +135,7 @@ def _parse_lines(path: Path) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return rows
-    for line in text.splitlines():
+    for line in text.split("\n"):  # rows end in "\n" only: a prompt may hold U+2028 or other line breaks
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -170,7 +168,7 @@ class Journal:
         data = "".join(_row_line(r) for r in rows).encode("utf-8")
         if not data:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
         try:
             before = os.fstat(fd).st_size
             try:
@@ -184,7 +182,7 @@ class Journal:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, before)
-                if exc.errno in _NO_SPACE:
+                if exc.errno in NO_SPACE:
                     raise disk_full_error(self.path, exc) from exc
                 raise
         finally:
