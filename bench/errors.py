@@ -60,6 +60,10 @@ def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str)
             print(f"{prog}: error: out of accelerator memory; use a smaller --batch-size (finished work is kept)",
                   file=sys.stderr)
             return 2
+        if type(exc).__name__ == "SafetensorError":  # a damaged weights file that no reader named itself
+            print(f"{prog}: error: a safetensors file is damaged or truncated ({str(exc)[:200]}); check the "
+                  "weights or checkpoint given, or write it again", file=sys.stderr)
+            return 2
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
         first = str(exc).splitlines()[0] if str(exc) else ""

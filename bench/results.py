@@ -256,6 +256,13 @@ def load_latency(path: str | Path) -> LatencyRecord:
         data = json.loads(p.read_text(encoding="utf-8"))
         if data.get("kind") != "latency":
             raise ValueError("its 'kind' is not 'latency'")
+        peak = data.get("peak_memory_mib")
+        stages = data.get("stages_ms") or {}
+        if peak is not None and not _is_number(peak):
+            raise ValueError("'peak_memory_mib' is not a number")
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) and _is_number(v.get("mean"))
+                                                   for v in stages.values()):
+            raise ValueError("'stages_ms' is not an object of per-stage timings with a numeric mean")
         return LatencyRecord(method=str(data["method"]), device=str(data.get("device_name") or data.get("device")),
                              mean_ms=float(data["latency_ms"]), stages_ms=dict(data.get("stages_ms") or {}),
                              peak_memory_mib=data.get("peak_memory_mib"), data=data)

@@ -129,6 +129,13 @@ def _row_line(row: dict[str, Any]) -> str:
     return json.dumps(row, default=str, ensure_ascii=False) + "\n"
 
 
+def _well_formed(row: Any) -> bool:
+    """Whether a parsed journal or manifest row has the fields readers use, of their types (others are
+    skipped like torn lines: their samples are generated again)."""
+    return (isinstance(row, dict) and isinstance(row.get("index"), int) and not isinstance(row["index"], bool)
+            and row["index"] >= 0 and all(isinstance(row.get(k), str | None) for k in ("sha256", "path", "prompt")))
+
+
 def _parse_lines(path: Path) -> list[dict[str, Any]]:
     rows = []
     try:
@@ -140,7 +147,7 @@ def _parse_lines(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn line left by a crash
-        if isinstance(row, dict) and "index" in row:
+        if _well_formed(row):
             rows.append(row)
     return rows
 
@@ -220,6 +227,9 @@ class RunStore:
         if existing is not None and not is_run_config(existing):
             raise BenchError(f"{self.config_path} is not the config of a bench run (is {self.path} a model or "
                              "another tool's folder?); nothing was changed: choose another --out or --run-name")
+        if existing is None and self.path.is_dir() and any(not p.name.startswith(".") for p in self.path.iterdir()):
+            raise BenchError(f"{self.path} is not empty and holds no config.json, so it is not a run directory and "
+                             "nothing is written into it; choose another --out or --run-name")
 
     def check(self, config: dict[str, Any], overwrite: bool = False) -> list[str]:
         """Identity keys on which an existing run differs from ``config``; refuses unless ``overwrite``."""

@@ -19,7 +19,8 @@ SD_TURBO = "stabilityai/sd-turbo"
 
 
 def read_model_card(directory: str | Path) -> dict[str, Any]:
-    """The card of a student directory (``{}`` when it has none); a damaged card is a one-line error."""
+    """The card of a student directory (``{}`` when it has none); a damaged card, or a known key of the wrong
+    type, is a one-line error. Known keys whose value is null are left out (they read as absent)."""
     card = Path(directory) / CARD_NAME
     if not card.is_file():
         return {}
@@ -29,7 +30,19 @@ def read_model_card(directory: str | Path) -> dict[str, Any]:
         raise BenchError(f"{card} is not valid JSON ({exc}); rewrite it, e.g. {{\"base\": \"{SD_TURBO}\"}}") from None
     if not isinstance(data, dict):
         raise BenchError(f"{card} must hold a JSON object such as {{\"base\": \"{SD_TURBO}\"}}")
+    for key, kinds, what in _FIELDS:
+        value = data.get(key)
+        if value is None:
+            data.pop(key, None)  # null reads as absent: readers fall back to their defaults
+        elif not isinstance(value, kinds) or isinstance(value, bool):
+            raise BenchError(f"{card}: {key!r} is {json.dumps(value)}, not {what}; rewrite it, e.g. "
+                             f"{{\"base\": \"{SD_TURBO}\", \"base_seed\": 0}}")
     return data
+
+
+#: Keys that readers use, with their JSON types: (key, Python types, in words).
+_FIELDS = (("base", str, "a hub id or directory"), ("base_seed", int, "an integer"),
+           ("alpha_T", int | float, "a number"), ("prediction_type", str, "text"))
 
 
 def write_model_card(directory: str | Path, card: dict[str, Any] | None = None, **fields: Any) -> Path:

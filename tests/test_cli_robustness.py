@@ -364,6 +364,13 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind_and_never_an_input(t
         assert "is not the config of a bench run" in line
     line = _check("bench", _sbv2_run(a, tmp_path, "--run-name", "a", "--overwrite"), 2)
     assert "an input of this run" in line
+    photos = tmp_path / "photos"
+    (photos / "images").mkdir(parents=True)
+    (photos / "images" / "000000.png").write_bytes(b"my photo")
+    for extra in ([], ["--overwrite"]):
+        assert "holds no config.json" in _check("bench", [*RUN, "--out", str(tmp_path), "--run-name", "photos",
+                                                          *extra], 2)
+    assert _tree(photos) == {"images/000000.png": b"my photo"}
     # sweep-merge --overwrite: never a folder that is not a sweep, never its own input
     foreign = tmp_path / "sweeps" / "mine"
     foreign.mkdir(parents=True)
@@ -487,6 +494,20 @@ def test_damaged_files_the_project_wrote_give_one_line_or_a_warning(tmp_path, sm
     config = json.loads((student / "config.json").read_text())
     (student / "config.json").write_text(json.dumps({**config, "in_channels": None}))
     assert "config.json is malformed" in _check("bench", _sbv2_run(student, tmp_path / "r"), 2)
+    (student / "config.json").write_text(json.dumps(config))
+    for card, words in (({"base": 5}, "'base' is 5"), ({"base": "tiny", "base_seed": "x"}, "'base_seed' is \"x\"")):
+        (student / "bench_model.json").write_text(json.dumps(card))
+        assert words in _check("bench", _sbv2_run(student, tmp_path / "r"), 2)
+    # manifest rows of the wrong shape are skipped like torn lines: their samples are generated again
+    run = [*RUN, "--limit", "3", "--out", str(tmp_path / "runs2")]
+    _check("bench", run, 0)
+    manifest = tmp_path / "runs2" / "smoke-tiny" / "manifest.jsonl"
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    damaged = [{**rows[0], "index": "abc"}, {**rows[1], "path": 5}, rows[2], [1, 2], {"index": True}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in damaged))
+    _check("bench", run, 0)
+    assert [json.loads(x) for x in manifest.read_text().splitlines()] == rows
+    assert json.loads((manifest.parent / "results.json").read_text())["images"]["generated_this_run"] == 2
 
 
 def test_resuming_from_a_damaged_checkpoint_is_one_line(tmp_path, one_thread):
@@ -506,6 +527,10 @@ def test_resuming_from_a_damaged_checkpoint_is_one_line(tmp_path, one_thread):
         assert "is damaged" in line or "no readable" in line, line
         (ckpt / name).write_bytes(files[name])
     _check("training", [*argv, "--resume", "latest"], 0)
+    (ckpt / "student.safetensors").write_bytes(b"garbage")
+    line = _check("training", ["export", "--run", str(out), "--checkpoint", "1", "--output-dir",
+                               str(tmp_path / "export")], 2)
+    assert "damaged or truncated" in line and not (tmp_path / "export").exists()
 
 
 # -- smaller: umask, pipes, full disks, line breaks inside a prompt -----------------------------------------------

@@ -91,9 +91,15 @@ def follow_umask(path: str | Path) -> None:
 
 
 def save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    except (SafetensorError, OSError) as exc:  # a full disk, a folder that went away
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BenchError(f"cannot write {path} ({first}); free space or fix the output directory and resume with "
+                         "--resume latest") from exc
     follow_umask(path)
 
 
