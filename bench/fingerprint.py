@@ -3,7 +3,7 @@
 A file's SHA-256 comes from a cache in the cache directory, so that a resumed run over a 5 GB student hashes
 nothing again. A cached hash is reused only while everything that a replaced file changes still matches: its
 device, inode, size, modification time and change time (``ctime``, which no user can set back: ``cp`` then
-``touch -r`` changes it), and a digest of a content sample (the first, middle and last 16 KiB). A file no larger
+``touch -r`` changes it), and a digest of a content sample (the first, middle and last 4 KiB). A file no larger
 than the sample is hashed every time (the sample is the whole file). A folder's fingerprint is the SHA-256 of
 the sorted (relative path, file SHA-256) pairs of every file in it; hidden files and folders (names starting
 with ".") and folders that hold this project's outputs (a run, a sweep or a training run: they hold the ``.lock``
@@ -26,7 +26,7 @@ from bench.store import atomic_write_json
 
 HASH_CACHE_FILE = "file-hashes.json"
 #: Bytes read at each of the three places of a file's content sample.
-SAMPLE_BYTES = 16 * 1024
+SAMPLE_BYTES = 4 * 1024
 _READ = 1 << 20
 _lock = threading.Lock()
 
