@@ -236,9 +236,11 @@ class Run:
 
     def _check_target(self) -> None:
         """Refuse (before anything is written) a run directory that is, or holds, a file or folder the generator
-        reads, or that holds something other than a bench run."""
+        or the suite reads (weights, a prompt file, a data root), or that holds something other than a bench run."""
         target = self.store.path.resolve()
-        for path in self.generator.input_paths():
+        data = [Path(v).expanduser().resolve() for v in self.suite.location_args().values()
+                if isinstance(v, str) and v and Path(v).expanduser().exists()]
+        for path in [*self.generator.input_paths(), *data]:
             if path == target or target in path.parents:
                 raise BenchError(f"run directory {self.store.path} is (or holds) {path}, an input of this run; "
                                  "choose another --out or --run-name")

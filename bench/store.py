@@ -133,7 +133,8 @@ def _well_formed(row: Any) -> bool:
     """Whether a parsed journal or manifest row has the fields readers use, of their types (others are
     skipped like torn lines: their samples are generated again)."""
     return (isinstance(row, dict) and isinstance(row.get("index"), int) and not isinstance(row["index"], bool)
-            and row["index"] >= 0 and all(isinstance(row.get(k), str | None) for k in ("sha256", "path", "prompt")))
+            and row["index"] >= 0 and all(isinstance(row.get(k), str | None) for k in ("sha256", "path", "prompt"))
+            and isinstance(row.get("sample_seed"), int | None))
 
 
 def _parse_lines(path: Path) -> list[dict[str, Any]]:
