@@ -359,7 +359,7 @@ class RunStore:
 
 def is_run_config(config: Any) -> bool:
     """Whether a parsed config.json is a bench run's (a model's config.json, say, is not)."""
-    return isinstance(config, dict) and all(k in config for k in ("method", "suite", "seed", "protocol"))
+    return isinstance(config, dict) and all(k in config for k in ("method", "suite", "seed"))
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

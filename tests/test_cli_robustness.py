@@ -458,6 +458,8 @@ def test_sizes_are_bounded_before_any_work(tmp_path):
           ",".join(map(str, range(100)))], "--seeds"),
         ([*RUN, "--limit", "8", "--batch-size", "100000", "--out", out], "--batch-size 8 or less"),
         ([*RUN, "--limit", "3", "--batch-size", "16", "--out", out], "would generate 16 images to keep 3"),
+        (["sweep-merge", "--a", "sd-turbo:size=tiny", "--b", "sd-turbo:size=tiny", "--suite", "smoke", "--limit",
+          "8", "--batch-size", "100000", "--out", out], "--batch-size 8 or less"),
     ]
     for argv, words in cases:
         assert words in _check("bench", argv, 2)
