@@ -114,7 +114,7 @@ class GeneratedFeatures:
             try:
                 for idx, sha, feat in zip(data["indices"], data["sha256"], data["features"], strict=True):
                     out[(int(idx), str(sha))] = feat
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, TypeError):
                 _warn(path, "does not hold features")
         return out
 

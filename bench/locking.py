@@ -44,8 +44,9 @@ def lock_directory(path: str | Path, what: str) -> Iterator[Path]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise BenchError(f"{directory} is in use by another {what} (process {holder}); wait for it to end "
                              "or choose another directory") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is only informative (a full disk cannot record it)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield directory
     finally:
         os.close(fd)  # closing the descriptor releases the lock

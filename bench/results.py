@@ -94,10 +94,20 @@ class Results:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Results:
+        """The results of a parsed ``results.json``; ValueError (naming the key) when it is not one that this
+        version can read: another or a newer schema, a missing key, or a value of the wrong type."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
         known = {f.name for f in fields(cls)} - {"extra"}
+        schema = data.get("schema", RESULTS_SCHEMA)
+        if schema != RESULTS_SCHEMA:
+            newer = isinstance(schema, str) and schema.startswith(RESULTS_SCHEMA[:-1])
+            raise ValueError(f"its schema is {schema!r}, " + ("written by a newer sbv2-bench: upgrade to read it"
+                                                              if newer else f"not {RESULTS_SCHEMA!r}"))
         missing = [k for k in ("method", "suite", "metrics", "config") if k not in data]
         if missing:
             raise ValueError(f"missing key {missing[0]!r}")
+        _check_types(data)
         values = {k: data[k] for k in known if k in data}
         values.setdefault("run_dir", "")
         values.setdefault("num_samples", 0)
@@ -155,6 +165,35 @@ class Results:
             if direction is not None:
                 return direction
         return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_types(data: Mapping[str, Any]) -> None:
+    """ValueError naming the first value of a results object whose type no reader expects (a metric that is
+    null or text, a table that is a list, ...)."""
+    for key in ("method", "suite"):
+        if not isinstance(data[key], str):
+            raise ValueError(f"{key!r} is not text")
+    for key in ("config", "metric_info", "images", "timing_s"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ValueError(f"{key!r} is not an object")
+    for key in ("metrics", "timing_s"):
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{key!r} is not an object")
+        bad = next((k for k, v in table.items() if not _is_number(v)), None)
+        if bad is not None:
+            raise ValueError(f"{key}.{bad} is {json.dumps(table[bad])}, not a number")
+    bad = next((k for k, v in data.get("metric_info", {}).items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise ValueError(f"metric_info.{bad} is not an object")
+    if not _is_number(data.get("num_samples", 0)):
+        raise ValueError("'num_samples' is not a number")
+    if not isinstance(data.get("not_comparable_because", []), list):
+        raise ValueError("'not_comparable_because' is not a list")
 
 
 def _registered_direction(metric: str, key: str) -> bool | None:
@@ -217,6 +256,13 @@ def load_latency(path: str | Path) -> LatencyRecord:
         data = json.loads(p.read_text(encoding="utf-8"))
         if data.get("kind") != "latency":
             raise ValueError("its 'kind' is not 'latency'")
+        peak = data.get("peak_memory_mib")
+        stages = data.get("stages_ms") or {}
+        if peak is not None and not _is_number(peak):
+            raise ValueError("'peak_memory_mib' is not a number")
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) and _is_number(v.get("mean"))
+                                                   for v in stages.values()):
+            raise ValueError("'stages_ms' is not an object of per-stage timings with a numeric mean")
         return LatencyRecord(method=str(data["method"]), device=str(data.get("device_name") or data.get("device")),
                              mean_ms=float(data["latency_ms"]), stages_ms=dict(data.get("stages_ms") or {}),
                              peak_memory_mib=data.get("peak_memory_mib"), data=data)

@@ -53,6 +53,19 @@ if TYPE_CHECKING:
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 #: Longest prompt kept whole; longer ones are cut (the CLIP tokenizers see at most 77 tokens anyway) and counted.
 MAX_PROMPT_CHARS = 1000
+#: ``--batch-size`` when none is given.
+DEFAULT_BATCH_SIZE = 8
+
+
+def check_batch_against_limit(batch_size: int, limit: int, total: int) -> None:
+    """Refuse a ``--batch-size`` that would generate far more images than ``--limit`` keeps: a --limit run
+    generates its last chunk whole (so it is an exact prefix of the full run), which is wasted beyond the limit.
+    Batches up to the default size are always allowed."""
+    generated = min(-(-limit // batch_size) * batch_size, total)
+    if batch_size > DEFAULT_BATCH_SIZE and generated > limit and batch_size > limit:
+        raise BenchError(f"--batch-size {batch_size} with --limit {limit} would generate {generated} images to keep "
+                         f"{limit} (chunks are generated whole, so a --limit run is a prefix of the full run); use "
+                         f"--batch-size {max(limit, DEFAULT_BATCH_SIZE)} or less, or a larger --limit")
 
 
 @dataclass
@@ -67,7 +80,7 @@ class RunRequest:
     out: str = "runs"
     run_name: str | None = None
     limit: int | None = None
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE
     seed: int = 0
     device: str = "auto"
     dtype: str = "fp32"
@@ -125,6 +138,7 @@ class Run:
                 raise BenchError(f"--limit {request.limit} is larger than the {len(items)} prompts of suite "
                                  f"{request.suite!r}; use at most {len(items)}")
             items = items[: request.limit]
+            check_batch_against_limit(request.batch_size, len(items), len(self.all_items))
         self.items = items
         for metric in self.metrics:  # too few samples: refused now, not after generation
             check_sample_count(metric.name, "generated", len(items), metric.min_samples())
@@ -193,12 +207,21 @@ class Run:
 
     def inputs(self) -> dict[str, Any]:
         """Content fingerprints of what changes the images: the prompt list and every local file or folder the
-        generator reads (part of the run's identity, so replacing a student under the same path is noticed)."""
+        generator reads (part of the run's identity, so replacing a student under the same path is noticed),
+        and which generator option names which of them (so a student moved elsewhere is the same input)."""
         from bench.fingerprint import path_fingerprint
         from bench.suites.prompt_lists import prompts_digest
 
-        files = {str(p): path_fingerprint(p) for p in self.generator.input_paths()}
-        return {"prompts_sha256": prompts_digest([it.prompt for it in self.all_items]), "files": files}
+        own = [self.store.path]  # a run directory inside a weights folder is not part of it
+        files = {str(p): path_fingerprint(p, exclude=own) for p in self.generator.input_paths()}
+        args = {}  # option -> content of the input it names: a renamed folder with the same content is the same run
+        for key, value in self.generator.args.items():
+            if isinstance(value, str) and value:
+                resolved = str(Path(value).expanduser().resolve())
+                if resolved in files:
+                    args[key] = files[resolved]["sha256"]
+        return {"prompts_sha256": prompts_digest([it.prompt for it in self.all_items]), "files": files,
+                "args": args}
 
     # -- the run ----------------------------------------------------------------------------------
     def execute(self) -> Results | None:
@@ -208,8 +231,21 @@ class Run:
 
         if not self.dist.is_main:
             return self._execute()
+        self._check_target()
         with lock_directory(self.store.path, "bench run"):
             return self._execute()
+
+    def _check_target(self) -> None:
+        """Refuse (before anything is written) a run directory that is, or holds, a file or folder the generator
+        or the suite reads (weights, a prompt file, a data root), or that holds something other than a bench run."""
+        target = self.store.path.resolve()
+        data = [Path(v).expanduser().resolve() for v in self.suite.location_args().values()
+                if isinstance(v, str) and v and Path(v).expanduser().exists()]
+        for path in [*self.generator.input_paths(), *data]:
+            if path == target or target in path.parents:
+                raise BenchError(f"run directory {self.store.path} is (or holds) {path}, an input of this run; "
+                                 "choose another --out or --run-name")
+        self.store.check_kind()
 
     def _execute(self) -> Results | None:
         from bench.devices import hardware_summary

@@ -16,7 +16,6 @@ Durability rules, which make a run safe to kill at any moment and to resume with
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import NO_SPACE, BenchError
 
 #: config.json keys that define what a run produces; a re-run must match them to resume.
 IDENTITY_KEYS = ("method", "method_args", "suite", "suite_args", "seed", "dtype", "protocol", "inputs")
@@ -37,7 +36,6 @@ IDENTITY_KEYS = ("method", "method_args", "suite", "suite_args", "seed", "dtype"
 #: on the n-th time the point is reached. Used by the crash-safety tests; costs one dictionary lookup otherwise.
 CRASH_ENV = "BENCH_CRASH_AT"
 
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _crash_lock = threading.Lock()
 _crash_hits: dict[str, int] = {}
 
@@ -105,7 +103,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
             raise disk_full_error(path, exc) from exc
         raise
 
@@ -131,18 +129,26 @@ def _row_line(row: dict[str, Any]) -> str:
     return json.dumps(row, default=str, ensure_ascii=False) + "\n"
 
 
+def _well_formed(row: Any) -> bool:
+    """Whether a parsed journal or manifest row has the fields readers use, of their types (others are
+    skipped like torn lines: their samples are generated again)."""
+    return (isinstance(row, dict) and isinstance(row.get("index"), int) and not isinstance(row["index"], bool)
+            and row["index"] >= 0 and all(isinstance(row.get(k), str | None) for k in ("sha256", "path", "prompt"))
+            and isinstance(row.get("sample_seed"), int | None))
+
+
 def _parse_lines(path: Path) -> list[dict[str, Any]]:
     rows = []
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return rows
-    for line in text.splitlines():
+    for line in text.split("\n"):  # rows end in "\n" only: a prompt may hold U+2028 or other line breaks
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn line left by a crash
-        if isinstance(row, dict) and "index" in row:
+        if _well_formed(row):
             rows.append(row)
     return rows
 
@@ -170,7 +176,7 @@ class Journal:
         data = "".join(_row_line(r) for r in rows).encode("utf-8")
         if not data:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
         try:
             before = os.fstat(fd).st_size
             try:
@@ -184,7 +190,7 @@ class Journal:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, before)
-                if exc.errno in _NO_SPACE:
+                if exc.errno in NO_SPACE:
                     raise disk_full_error(self.path, exc) from exc
                 raise
         finally:
@@ -209,17 +215,31 @@ class RunStore:
         if not self.config_path.exists():
             return None
         try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"{self.config_path} is not valid JSON ({exc}); move the run directory away "
-                             "or pass --overwrite") from exc
+            return json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BenchError(f"{self.config_path} is not valid JSON ({exc}); it is not recognisably a run, so "
+                             "nothing is replaced: move the directory away or choose another --out/--run-name") \
+                from exc
+
+    def check_kind(self, existing: Any = None) -> None:
+        """Refuse a directory whose config.json is not a bench run's (a model folder, say), with or without
+        --overwrite: only a run is ever replaced."""
+        existing = self.read_config() if existing is None else existing
+        if existing is not None and not is_run_config(existing):
+            raise BenchError(f"{self.config_path} is not the config of a bench run (is {self.path} a model or "
+                             "another tool's folder?); nothing was changed: choose another --out or --run-name")
+        if existing is None and self.path.is_dir() and any(not p.name.startswith(".") for p in self.path.iterdir()):
+            raise BenchError(f"{self.path} is not empty and holds no config.json, so it is not a run directory and "
+                             "nothing is written into it; choose another --out or --run-name")
 
     def check(self, config: dict[str, Any], overwrite: bool = False) -> list[str]:
         """Identity keys on which an existing run differs from ``config``; refuses unless ``overwrite``."""
         existing = self.read_config()
         if existing is None:
             return []
-        diff = [k for k in IDENTITY_KEYS if _canon(existing.get(k)) != _canon(config.get(k))]
+        self.check_kind(existing)
+        old, new = identity(existing), identity(config)
+        diff = [k for k in IDENTITY_KEYS if _canon(old.get(k)) != _canon(new.get(k))]
         if diff and not overwrite:
             raise BenchError(
                 f"{self.path} holds a run with a different {', '.join(diff)}; pass --out elsewhere, "
@@ -335,6 +355,29 @@ class RunStore:
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_json(self.results_path, results)
+
+
+def is_run_config(config: Any) -> bool:
+    """Whether a parsed config.json is a bench run's (a model's config.json, say, is not)."""
+    return isinstance(config, dict) and all(k in config for k in ("method", "suite", "seed"))
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The identity keys of a run config, with local inputs by content: an option that names an input file or
+    folder (``inputs.args``) stands for that input's SHA-256, and ``inputs.files`` for the list of their
+    fingerprints, whatever their paths."""
+    out = {k: config.get(k) for k in IDENTITY_KEYS}
+    inputs = config.get("inputs")
+    if not isinstance(inputs, dict):
+        return out
+    by_arg = inputs.get("args") if isinstance(inputs.get("args"), dict) else {}
+    method_args = out.get("method_args")
+    if isinstance(method_args, dict):
+        out["method_args"] = {k: {"content_sha256": by_arg[k]} if k in by_arg else v for k, v in method_args.items()}
+    files = inputs.get("files") if isinstance(inputs.get("files"), dict) else {}
+    out["inputs"] = {**{k: v for k, v in inputs.items() if k not in ("files", "args")},
+                     "files": sorted(_canon(v) for v in files.values())}
+    return out
 
 
 def _canon(value: Any) -> str:

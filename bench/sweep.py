@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +29,16 @@ if TYPE_CHECKING:
     from bench.session import Session
 
 DEFAULT_LAMBDAS = "0:1:0.1"
+#: Most grid points a sweep takes (each is a whole evaluation run).
+MAX_POINTS = 1001
 CSV_FILE = "sweep.csv"
 #: sweep.json keys that say which sweep a directory holds.
 IDENTITY = ("a", "b", "suite", "suite_args", "seed", "limit", "components", "convention")
 
 
 def parse_lambdas(text: str | None) -> list[float]:
-    """``start:stop:step`` (stop included within float tolerance) or ``a,b,c``; sorted, without duplicates."""
+    """``start:stop:step`` (stop included within float tolerance) or ``a,b,c``; sorted, without duplicates; at
+    most :data:`MAX_POINTS` points (checked before the grid is built)."""
     text = (text or DEFAULT_LAMBDAS).strip()
     try:
         if ":" in text:
@@ -46,8 +50,11 @@ def parse_lambdas(text: str | None) -> list[float]:
                 raise BenchError(f"--lambdas {text!r} has a value that is not a finite number")
             if step <= 0:
                 raise BenchError(f"--lambdas {text!r}: the step must be positive")
-            count = math.floor((stop - start) / step + 1e-6) + 1
-            values = [round(start + i * step, 10) for i in range(max(0, count))]
+            count = (stop - start) / step + 1e-6
+            if count >= MAX_POINTS:
+                raise BenchError(f"--lambdas {text!r} has {count:.3g} points, more than {MAX_POINTS}; take a larger "
+                                 "step (each point is a whole evaluation run)")
+            values = [round(start + i * step, 10) for i in range(max(0, math.floor(count) + 1))]
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError as exc:
@@ -57,12 +64,22 @@ def parse_lambdas(text: str | None) -> list[float]:
     bad = [v for v in values if not math.isfinite(v)]
     if bad:
         raise BenchError(f"--lambdas {text!r} has a value that is not a finite number ({bad[0]})")
-    return sorted(set(values))
+    values = sorted({v + 0.0 for v in values})  # + 0.0: -0.0 is 0.0
+    if len(values) > MAX_POINTS:
+        raise BenchError(f"--lambdas lists {len(values)} lambdas, more than {MAX_POINTS}")
+    return values
 
 
 def point_name(lam: float) -> str:
-    """Run directory of a lambda: ``lambda-0.50`` (more digits when two decimals would not say it exactly)."""
-    text = f"{lam:.2f}" if abs(lam - round(lam, 2)) < 1e-12 else f"{lam:.6g}"
+    """Run directory of a lambda: ``lambda-0.50``; more digits when two decimals would not say it exactly, and
+    always enough to give the exact float back, so two lambdas never share a directory."""
+    lam = float(lam) + 0.0
+    if abs(lam - round(lam, 2)) < 1e-12:
+        text = f"{lam:.2f}"
+        if float(text) != lam:  # within 1e-12 of two decimals but not equal: not the same point
+            text = repr(lam)
+    else:
+        text = f"{lam:.6g}" if float(f"{lam:.6g}") == lam else repr(lam)
     return f"lambda-{text}"
 
 
@@ -113,27 +130,60 @@ def _differs(existing: Mapping[str, Any], identity: Mapping[str, Any]) -> list[s
     return out
 
 
-def open_sweep(path: Path, identity: Mapping[str, Any], overwrite: bool) -> None:
-    """Check that ``path`` holds nothing or this sweep (else refuse; ``overwrite`` clears it)."""
+def _visible(path: Path) -> list[Path]:
+    """The entries of a folder that are not hidden (a ``.lock`` alone is an empty folder)."""
+    return [p for p in path.iterdir() if not p.name.startswith(".")]
+
+
+def open_sweep(path: Path, identity: Mapping[str, Any], overwrite: bool, inputs: Sequence[str | Path] = (),
+               clear: bool = True) -> None:
+    """Check that ``path`` holds nothing or this sweep, else refuse. ``overwrite`` replaces only another sweep
+    (a folder with a readable ``sweep.json``), never one that holds an input of this sweep (``inputs``), and
+    never a point that another process is writing; anything else is refused, with or without it. ``clear``:
+    remove the other sweep now (call it with the sweep directory locked), else only check."""
     if path.exists() and not path.is_dir():
         raise BenchError(f"sweep directory {path} is a file; choose another --sweep-name or --out")
-    if not path.is_dir() or not any(path.iterdir()):
+    if not path.is_dir() or not _visible(path):
         return
-    reason = None
     if not (path / SWEEP_FILE).is_file():
-        reason = f"{path} is not empty and holds no {SWEEP_FILE}"
-    else:
-        try:
-            diff = _differs(load_sweep(path).to_dict(), identity)
-        except BenchError:
-            diff = ["sweep.json (unreadable)"]
-        if diff:
-            reason = f"{path} holds a different sweep ({', '.join(diff)} differ)"
-    if reason is None:
+        raise BenchError(f"{path} is not empty and holds no {SWEEP_FILE}: it is not a sweep, so it is never replaced; "
+                         "choose another --sweep-name or --out")
+    try:
+        diff = _differs(load_sweep(path).to_dict(), identity)
+    except BenchError:
+        raise BenchError(f"{path / SWEEP_FILE} is unreadable, so {path} is not recognisably a sweep and is not "
+                         "replaced; move it away or choose another --sweep-name or --out") from None
+    if not diff:
         return
+    reason = f"{path} holds a different sweep ({', '.join(diff)} differ)"
     if not overwrite:
         raise BenchError(f"{reason}; choose another --sweep-name, or pass --overwrite to replace it")
-    shutil.rmtree(path)
+    target = path.resolve()
+    for item in inputs:
+        inp = Path(item).resolve()
+        if inp == target or target in inp.parents:
+            raise BenchError(f"{reason}, and it holds {item}, an input of this sweep; --overwrite never deletes an "
+                             "input: choose another --sweep-name or --out")
+    if clear:
+        _clear(path)
+
+
+def _clear(path: Path) -> None:
+    """Remove what a sweep wrote in ``path`` (the sweep's own lock stays); a point that another process holds
+    stops it with one line before anything is removed."""
+    from contextlib import ExitStack
+
+    from bench.locking import LOCK_FILE, lock_directory
+
+    with ExitStack() as held:
+        for child in _visible(path):
+            if child.is_dir() and (child / LOCK_FILE).is_file():
+                held.enter_context(lock_directory(child, "bench run"))
+        for child in _visible(path):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def build_record(identity: Mapping[str, Any], lambdas: Sequence[float],
@@ -228,7 +278,8 @@ def write_outputs(path: Path, record: SweepRecord, plots: bool = True,
 
 def run_sweep(req: SweepRequest, session: Session, compare: Sequence[SweepRecord] = ()) -> SweepRecord | None:
     """Evaluate every lambda of ``req`` in ``session``; the record (None on ranks other than the main one)."""
-    from bench.merging import MergedGenerator, check_same_architecture, load_source, resolve_components
+    from bench.locking import lock_directory
+    from bench.merging import check_same_architecture, load_source, resolve_components
 
     dist = session.dist
     sources: list[Source] = []
@@ -243,16 +294,27 @@ def run_sweep(req: SweepRequest, session: Session, compare: Sequence[SweepRecord
     identity = {"a": a.record(), "b": b.record(), "suite": req.suite, "suite_args": req.suite_args,
                 "seed": req.seed, "limit": req.limit, "components": components, "convention": CONVENTION}
     path = req.sweep_dir()
-    error = None
-    if dist.is_main:
-        try:
-            open_sweep(path, identity, req.overwrite)
-            path.mkdir(parents=True, exist_ok=True)
-            write_outputs(path, build_record(identity, req.lambdas, {}), plots=False)
-        except BenchError as exc:
-            error = str(exc)
-    dist.agree(error)
+    inputs = [*(s.directory for s in sources if s.directory), *(r.path for r in compare if r.path),
+              *(w for s in sources if isinstance(w := s.method_args.get("weights"), str) and Path(w).exists())]
+    with ExitStack() as held:
+        error = None
+        if dist.is_main:
+            try:
+                open_sweep(path, identity, req.overwrite, inputs, clear=False)  # refused before anything is written
+                held.enter_context(lock_directory(path, "bench sweep-merge"))
+                open_sweep(path, identity, req.overwrite, inputs)
+                write_outputs(path, build_record(identity, req.lambdas, {}), plots=False)
+            except BenchError as exc:
+                error = str(exc)
+        dist.agree(error)
+        return _evaluate_points(req, session, path, identity, a, b, components, compare)
 
+
+def _evaluate_points(req: SweepRequest, session: Session, path: Path, identity: Mapping[str, Any], a: Source,
+                     b: Source, components: str, compare: Sequence[SweepRecord]) -> SweepRecord | None:
+    from bench.merging import MergedGenerator
+
+    dist = session.dist
     done: dict[float, Results | None] = {}
     for lam in req.lambdas:
         merged = MergedGenerator(a, b, lam, components)

@@ -72,7 +72,7 @@ class SweepRecord:
     def from_dict(cls, data: Mapping[str, Any], path: str = "") -> SweepRecord:
         if data.get("schema") != SWEEP_SCHEMA:
             raise ValueError(f"schema is {data.get('schema')!r}, not {SWEEP_SCHEMA!r}")
-        points = [SweepPoint(float(p["lambda"]), str(p["run_dir"]), dict(p.get("metrics") or {}),
+        points = [SweepPoint(float(p["lambda"]), str(p["run_dir"]), _numbers(p.get("metrics") or {}),
                              bool(p.get("comparable", False)), p.get("seconds")) for p in data["points"]]
         return cls(a=dict(data["a"]), b=dict(data["b"]), suite=str(data["suite"]), points=points,
                    directions=dict(data.get("directions") or {}), components=str(data.get("components", "")),
@@ -98,6 +98,14 @@ class SweepRecord:
         """The point's run directory (relative ``run_dir`` resolved against the sweep directory)."""
         base = Path(self.path).parent if self.path else Path(".")
         return base / point.run_dir
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """A point's metrics; ValueError when one is not a number (null, text)."""
+    bad = next((k for k, v in dict(metrics).items() if not isinstance(v, int | float) or isinstance(v, bool)), None)
+    if bad is not None:
+        raise ValueError(f"metric {bad!r} of a point is {json.dumps(metrics[bad])}, not a number")
+    return dict(metrics)
 
 
 def load_sweep(path: str | Path) -> SweepRecord:

@@ -135,11 +135,14 @@ def fetch(repo: str, files: Sequence[str], revision: str | None = None, option: 
 
 
 def _load(what: str, where: Snapshot, build: Callable[[], Any], option: str = "weights") -> Any:
-    """Run a ``from_pretrained`` call; a missing or non-safetensors file becomes a one-line error."""
+    """Run a ``from_pretrained`` call; a missing or non-safetensors file, or a malformed config.json (a value
+    of the wrong type fails inside the model's constructor), becomes a one-line error."""
     try:
         return build()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, TypeError | KeyError | AttributeError):
+            first = f"its config.json is malformed ({type(exc).__name__}: {first})"
         hint = (
             "it must be a diffusers directory with safetensors weights"
             if where.local

@@ -41,7 +41,8 @@ def recipe_matches(recipe: Any, expected: Any) -> bool:
 
 
 def read_model_card(directory: str | Path) -> dict[str, Any]:
-    """The card of a student directory (``{}`` when it has none); a damaged card is a one-line error."""
+    """The card of a student directory (``{}`` when it has none); a damaged card, or a known key of the wrong
+    type, is a one-line error. Known keys whose value is null are left out (they read as absent)."""
     card = Path(directory) / CARD_NAME
     if not card.is_file():
         return {}
@@ -51,7 +52,19 @@ def read_model_card(directory: str | Path) -> dict[str, Any]:
         raise BenchError(f"{card} is not valid JSON ({exc}); rewrite it, e.g. {{\"base\": \"{SD_TURBO}\"}}") from None
     if not isinstance(data, dict):
         raise BenchError(f"{card} must hold a JSON object such as {{\"base\": \"{SD_TURBO}\"}}")
+    for key, kinds, what in _FIELDS:
+        value = data.get(key)
+        if value is None:
+            data.pop(key, None)  # null reads as absent: readers fall back to their defaults
+        elif not isinstance(value, kinds) or isinstance(value, bool):
+            raise BenchError(f"{card}: {key!r} is {json.dumps(value)}, not {what}; rewrite it, e.g. "
+                             f"{{\"base\": \"{SD_TURBO}\", \"base_seed\": 0}}")
     return data
+
+
+#: Keys that readers use, with their JSON types: (key, Python types, in words).
+_FIELDS = (("base", str, "a hub id or directory"), ("base_seed", int, "an integer"),
+           ("alpha_T", int | float, "a number"), ("prediction_type", str, "text"))
 
 
 def card_base_seed(card: dict[str, Any], directory: str | Path, default: int = 0) -> int:

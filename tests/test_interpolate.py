@@ -120,4 +120,4 @@ def test_interpolate_command_writes_grid_images_and_record(tmp_path, one_thread)
                              *argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
     rc, _, err = run_cli("interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "x", "--out", str(out))
-    assert rc == 2 and "not empty" in err
+    assert rc == 2 and "holds an earlier interpolation" in err

@@ -180,9 +180,12 @@ def test_merge_and_export_never_touch_their_inputs(runs, tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     argv = ["merge", "--a", str(a), "--b", str(b), "--lambda", "0.5", "--output-dir", str(out)]
-    assert main(argv) == 2 and (out / "keep.txt").is_file()  # not empty: needs --overwrite
-    assert main([*argv, "--overwrite"]) == 0
-    assert not (out / "keep.txt").exists() and (out / WEIGHTS).is_file()
+    assert main(argv) == 2 and (out / "keep.txt").is_file()  # not empty and not a model: never replaced
+    assert main([*argv, "--overwrite"]) == 2 and (out / "keep.txt").is_file()
+    (out / "keep.txt").unlink()
+    assert main(argv) == 0
+    assert main(argv) == 2  # a model: replaced only with --overwrite
+    assert main([*argv, "--overwrite"]) == 0 and (out / WEIGHTS).is_file()
     from training.checkpoint import umask
 
     assert oct((out / WEIGHTS).stat().st_mode & 0o777) == oct(0o666 & ~umask())  # not forced to 0600

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.store import umask
+from bench.store import atomic_write_bytes, umask
 
 STUDENT_FILE = "student.safetensors"
 LORA_TEACHER_FILE = "lora_teacher.safetensors"
@@ -111,18 +111,34 @@ def follow_umask(path: str | Path) -> None:
 
 
 def save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    except (SafetensorError, OSError) as exc:  # a full disk, a folder that went away
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BenchError(f"cannot write {path} ({first}); free space or fix the output directory and resume with "
+                         "--resume latest") from exc
     follow_umask(path)
 
 
+def _damaged(directory: Path, what: str, exc: BaseException) -> BenchError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return BenchError(f"checkpoint {directory} is damaged: {what} cannot be read ({first}); resume from an earlier "
+                      "checkpoint-<step> (--resume DIR) or delete this one")
+
+
 def load_tensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise BenchError(f"checkpoint {path.parent} has no {path.name}; it was not written by this trainer")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # truncated, garbage, wrong header
+        raise _damaged(path.parent, path.name, exc) from exc
 
 
 def load_into(params: dict[str, Any], path: Path, what: str) -> None:
@@ -165,35 +181,41 @@ def save_optimizers(optimizers: dict[str, Any], directory: Path) -> None:
                    for key, value in per_param.items()}
         save_tensors(tensors, directory / OPTIMIZER_FILE.format(name))
         groups[name] = _jsonable(state["param_groups"])
-    (directory / OPTIMIZERS_JSON).write_text(json.dumps(groups, indent=1))
+    atomic_write_bytes(directory / OPTIMIZERS_JSON, json.dumps(groups, indent=1).encode())
 
 
 def load_optimizers(optimizers: dict[str, Any], directory: Path) -> None:
     try:
-        groups = json.loads((directory / OPTIMIZERS_JSON).read_text())
+        groups = json.loads((directory / OPTIMIZERS_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BenchError(f"checkpoint {directory} has no readable {OPTIMIZERS_JSON} ({exc})") from None
     for name, opt in optimizers.items():
         state: dict[int, dict[str, Any]] = {}
-        for key, value in load_tensors(directory / OPTIMIZER_FILE.format(name)).items():
-            idx, _, field = key.partition(".")
-            state.setdefault(int(idx), {})[field] = value
-        param_groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups[name]]
-        opt.load_state_dict({"state": state, "param_groups": param_groups})
+        try:
+            for key, value in load_tensors(directory / OPTIMIZER_FILE.format(name)).items():
+                idx, _, field = key.partition(".")
+                state.setdefault(int(idx), {})[field] = value
+            param_groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups[name]]
+            opt.load_state_dict({"state": state, "param_groups": param_groups})
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise _damaged(directory, f"the {name} optimizer state", exc) from exc
 
 
 def save_schedulers(schedulers: dict[str, Any], directory: Path) -> None:
     data = {name: _jsonable(s.state_dict()) for name, s in schedulers.items()}
-    (directory / SCHEDULERS_JSON).write_text(json.dumps(data, indent=1))
+    atomic_write_bytes(directory / SCHEDULERS_JSON, json.dumps(data, indent=1).encode())
 
 
 def load_schedulers(schedulers: dict[str, Any], directory: Path) -> None:
     try:
-        data = json.loads((directory / SCHEDULERS_JSON).read_text())
+        data = json.loads((directory / SCHEDULERS_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BenchError(f"checkpoint {directory} has no readable {SCHEDULERS_JSON} ({exc})") from None
     for name, sched in schedulers.items():
-        sched.load_state_dict(data[name])
+        try:
+            sched.load_state_dict(data[name])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _damaged(directory, f"the {name} scheduler state", exc) from exc
 
 
 #: LR schedules whose value at a step does not depend on the total number of steps.
@@ -240,7 +262,7 @@ def write_state(directory: Path, step: int, config: dict[str, Any], inputs: dict
     """``training_state.json``: the step, every setting, and ``inputs`` (what the settings only name: the content
     fingerprints of the prompt list and image pairs, and the number of processes)."""
     data = {"step": step, "config": config, "inputs": inputs or {}}
-    (directory / STATE_FILE).write_text(json.dumps(data, indent=1))
+    atomic_write_bytes(directory / STATE_FILE, json.dumps(data, indent=1).encode())
 
 
 def input_fingerprints(prompts: list[str] | None, pairs: list[tuple[Path, str]] | None,
@@ -275,8 +297,14 @@ def check_same_inputs(saved: dict[str, Any] | None, current: dict[str, Any], whe
             raise BenchError(f"cannot resume from {where}: {reason}; resume with the same inputs or start a new "
                              "--output-dir")
 
+
 def read_state(directory: Path) -> dict[str, Any]:
+    """The checkpoint's ``{"step": int, "config": {...}}``; one-line error when it is missing or damaged."""
     try:
-        return json.loads((directory / STATE_FILE).read_text())
+        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BenchError(f"checkpoint {directory} has no readable {STATE_FILE} ({exc})") from None
+    if not (isinstance(state, dict) and isinstance(state.get("step"), int) and not isinstance(state["step"], bool)
+            and state["step"] >= 0 and isinstance(state.get("config", {}), dict)):
+        raise _damaged(directory, STATE_FILE, ValueError("no step number and settings"))
+    return state

@@ -10,6 +10,7 @@ columns = steps), ``images/seed-<s>-step-<k>.png`` and ``interpolate.json`` (wha
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from bench.options import parse_kv
 
 RECORD_FILE = "interpolate.json"
 GAP = 2
+#: Most images per row and rows (seeds) of a grid; each row is generated as one batch.
+MAX_STEPS = 64
+MAX_SEEDS = 64
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> list[int]:
-    if args.steps < 2:
-        raise BenchError(f"--steps must be at least 2 (both ends), got {args.steps}")
+    if not 2 <= args.steps <= MAX_STEPS:
+        raise BenchError(f"--steps must be from 2 (both ends) to {MAX_STEPS}, got {args.steps}")
     if args.mode == "prompt" and not args.prompt_b:
         raise BenchError("--mode prompt needs --prompt-b, the prompt at the last step")
     if args.mode == "noise" and args.prompt_b:
@@ -50,7 +54,35 @@ def _check(args: argparse.Namespace) -> list[int]:
         raise BenchError(f"--seeds {args.seeds!r} must be a comma list of integers") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise BenchError(f"--seeds {args.seeds!r} must name distinct seeds, e.g. 0,1,2")
+    if len(seeds) > MAX_SEEDS:
+        raise BenchError(f"--seeds names {len(seeds)} seeds, more than {MAX_SEEDS} (one grid row each)")
     return seeds
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that holds anything but an earlier interpolation (``--overwrite`` replaces only
+    that), with one line."""
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file; choose a folder")
+    if not out.is_dir() or not any(not p.name.startswith(".") for p in out.iterdir()):
+        return
+    try:
+        ours = json.loads((out / RECORD_FILE).read_text(encoding="utf-8")).get("kind") == "interpolate"
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise BenchError(f"--out {out} is not empty and holds no {RECORD_FILE} of an earlier interpolation, so it is "
+                         "never written into; choose another folder")
+    if not overwrite:
+        raise BenchError(f"--out {out} holds an earlier interpolation; choose another folder or pass --overwrite")
+
+
+def _clear(out: Path) -> None:
+    """Remove the files an earlier interpolation wrote in ``out``."""
+    for name in (RECORD_FILE, "grid.png"):
+        (out / name).unlink(missing_ok=True)
+    for image in (out / "images").glob("seed-*-step-*.png"):
+        image.unlink()
 
 
 def inputs(gen: Any, mode: str, seed: int, prompt: str, prompt_b: str | None, ts: list[float],
@@ -73,24 +105,31 @@ def inputs(gen: Any, mode: str, seed: int, prompt: str, prompt_b: str | None, ts
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from bench import plugins
+    from bench.devices import resolve_device, resolve_dtype
+    from bench.locking import lock_directory
 
+    seeds = _check(args)
+    out = Path(args.out or f"interpolations/{args.method}-{args.mode}")
+    check_out(out, args.overwrite)
+    gen = plugins.current().methods.get(args.method).build(**parse_kv(args.method_args))
+    device = resolve_device(args.device)
+    gen.load(device, resolve_dtype(args.dtype))
+    with lock_directory(out, "bench interpolate"):
+        check_out(out, args.overwrite)
+        _clear(out)
+        return _write(args, gen, device, seeds, out)
+
+
+def _write(args: argparse.Namespace, gen: Any, device: Any, seeds: list[int], out: Path) -> int:
     import numpy as np
     import torch
 
-    from bench import plugins
-    from bench.devices import hardware_summary, resolve_device, resolve_dtype
+    from bench.devices import hardware_summary
     from bench.images import encode_png, to_uint8
     from bench.interp import PARALLEL_TOL, steps
     from bench.store import atomic_write_bytes, atomic_write_json
 
-    seeds = _check(args)
-    out = Path(args.out or f"interpolations/{args.method}-{args.mode}")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
-        raise BenchError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
-    gen = plugins.current().methods.get(args.method).build(**parse_kv(args.method_args))
-    device = resolve_device(args.device)
-    gen.load(device, resolve_dtype(args.dtype))
     ts = steps(args.steps)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, files = [], []

@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="precision (default: fp16 on CUDA as in the paper, fp32 on the CPU)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt used for every inference")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--out", default=None, help="JSON file to write (default: results/perf/latency-<method>-<device>.json)")
+    p.add_argument("--out", default=None, help="JSON file to write (default: results/perf/latency-<method>-<device>.json; an "
+                   "existing one only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing latency record at the output path")
     p.add_argument("--json", action="store_true", help="print the JSON record instead of a table")
 
 
@@ -161,14 +163,44 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def output_path(args: argparse.Namespace) -> Path:
+    """Where the record goes: ``--out``, else ``results/perf/latency-<method>-<device>.json``."""
+    if args.out:
+        return Path(args.out)
+    from bench.devices import resolve_device
+
+    return Path("results/perf") / f"latency-{slug(args.method)}-{slug(device_name(resolve_device(args.device)))}.json"
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """An existing file is replaced only with ``overwrite`` and only when it is a latency record (one line
+    otherwise), so published records and unrelated files are never lost."""
+    if out.is_dir():
+        raise BenchError(f"--out {out} is a folder; give a JSON file name")
+    if not out.exists():
+        return
+    from bench.results import load_latency
+
+    try:
+        load_latency(out)
+    except BenchError:
+        raise BenchError(f"{out} exists and is not a `bench latency` record, so it is never replaced; choose "
+                         "another --out") from None
+    if not overwrite:
+        raise BenchError(f"{out} already holds a latency record; pass --overwrite to replace it, or --out FILE")
+
+
 def run(args: argparse.Namespace) -> int:
+    from bench.store import atomic_write_bytes
+
+    _check(args)
+    out = output_path(args)
+    check_output(out, args.overwrite)  # before minutes of timing
     record = measure(args)
-    out = Path(args.out) if args.out else Path("results/perf") / (
-        f"latency-{slug(args.method)}-{slug(record['device_name'])}.json"
-    )
+    check_output(out, args.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=2, default=str)
-    out.write_text(text + "\n")
+    atomic_write_bytes(out, (text + "\n").encode())
     record["written_to"] = str(out)
     print(text if args.json else f"{table(record)}\nwritten to {out}")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import sys
 from abc import ABC, abstractmethod
@@ -71,17 +70,22 @@ class ReferenceSet:
 
     @classmethod
     def from_files(cls, paths: Sequence[Path], what: str = "reference image") -> ReferenceSet:
-        """Images in files; the fingerprint is made of their names and sizes."""
+        """Images in files; the fingerprint is made of their names and contents (:func:`files_fingerprint`)."""
         paths = list(paths)
-        h = hashlib.sha256()
-        for p in paths:
-            try:
-                size = p.stat().st_size
-            except OSError as exc:
-                raise BenchError(f"{what} {p} cannot be read ({exc.strerror}); check the data folder") from exc
-            h.update(f"{p.name}:{size}\n".encode())
         return cls([str(p) for p in paths], lambda i: decode_image(paths[i], str(paths[i]), what),
-                   h.hexdigest()[:16])
+                   files_fingerprint(paths, what))
+
+
+def files_fingerprint(paths: Sequence[Path], what: str, names: Sequence[str] | None = None) -> str:
+    """The short fingerprint of a set of reference files: their names and content hashes (hashes are cached
+    while a file's inode, times, size and a content sample are unchanged; see :mod:`bench.fingerprint`), so a
+    file replaced by another of the same name and size is a different reference set."""
+    from bench.fingerprint import files_digest
+
+    try:
+        return files_digest(paths, names)[:16]
+    except OSError as exc:
+        raise BenchError(f"{what} {exc.filename} cannot be read ({exc.strerror}); check the data folder") from exc
 
 
 class Suite(ABC):

@@ -41,7 +41,7 @@ from bench.cache import cache_dir
 from bench.errors import BenchError
 from bench.metrics.preprocess import preprocess_options
 from bench.options import Option
-from bench.suites.base import PromptItem, ReferenceSet, decode_image
+from bench.suites.base import PromptItem, ReferenceSet, decode_image, files_fingerprint
 from bench.suites.profile_suite import ProfiledSuite
 from bench.suites.prompt_lists import HASH_LIST, LIST_NAMES, named_list, prompts_digest, read_prompt_file
 
@@ -154,14 +154,11 @@ class CocoData:
     def reference_set(self) -> ReferenceSet:
         """Every val2014 JPEG, sorted by name."""
         source = self.images_source()
-        h = hashlib.sha256()
         if source.is_dir():
-            entries = sorted((e.name, e.stat().st_size) for e in os.scandir(source)
-                             if e.name.lower().endswith((".jpg", ".jpeg")) and e.is_file())
-            for name, size in entries:
-                h.update(f"{name}:{size}\n".encode())
-            names = [n for n, _ in entries]
+            names = sorted(e.name for e in os.scandir(source)
+                           if e.name.lower().endswith((".jpg", ".jpeg")) and e.is_file())
             folder = source
+            fingerprint = files_fingerprint([folder / n for n in names], "reference image")
 
             def load(i: int) -> Any:
                 return decode_image(folder / names[i], str(folder / names[i]), "reference image", REFERENCE_HINT)
@@ -173,8 +170,10 @@ class CocoData:
                                     and i.filename.lower().endswith((".jpg", ".jpeg"))), key=lambda i: i.filename)
             except (OSError, zipfile.BadZipFile) as exc:
                 raise BenchError(f"{source} is not a readable zip ({exc}); {FETCH_HINT}") from exc
-            for info in infos:
+            h = hashlib.sha256()
+            for info in infos:  # the CRC-32 of each member says its content
                 h.update(f"{Path(info.filename).name}:{info.file_size}:{info.CRC}\n".encode())
+            fingerprint = h.hexdigest()[:16]
             names = [i.filename for i in infos]
             local = threading.local()
 
@@ -193,7 +192,7 @@ class CocoData:
 
         if not names:
             raise BenchError(f"{source} holds no .jpg images; {self._where()}")
-        return ReferenceSet(names, load, h.hexdigest()[:16])
+        return ReferenceSet(names, load, fingerprint)
 
 
 class Coco30kSuite(ProfiledSuite):

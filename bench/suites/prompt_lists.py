@@ -10,7 +10,7 @@ Named lists (``--suite-args prompts=NAME``; the files are in ``bench/suites/data
 Each shipped file is stored xz-compressed; the sha256 of the original file is checked every time it is read.
 
 Prompt files (``--prompts FILE``) may be the release's JSON format, a JSON list of strings, or UTF-8 text with
-one prompt per line (blank lines skipped); strings of a JSON list and text lines are stripped, the release
+one prompt per line (lines end at "\n", "\r\n" or "\r" only; blank lines skipped); strings of a JSON list and text lines are stripped, the release
 format keeps captions as stored. Anything else (another JSON shape, binary data, no prompts) is refused.
 """
 
@@ -20,12 +20,17 @@ import hashlib
 import json
 import lzma
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+
+#: What ends a line of a prompt file: "\n", "\r\n" or "\r" only. Other characters that ``str.splitlines`` breaks
+#: at (form feed, U+2028, U+0085, ...) are part of a prompt.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 #: The project's hash-rule selection (not a shipped file).
 HASH_LIST = "hash"
@@ -129,7 +134,7 @@ def parse_prompts(raw: bytes, label: str) -> list[str]:
         else:
             raise BenchError(f"{label} must hold a JSON list of strings (or the SBv2 release format)")
     else:
-        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        prompts = [line.strip() for line in LINE_BREAK.split(text) if line.strip()]
     if not any(p.strip() for p in prompts):
         raise BenchError(f"{label} holds no prompts; write one caption per line or a JSON list of strings")
     return prompts
