@@ -100,6 +100,13 @@ class RunRequest:
         return Path(self.out) / name
 
 
+def check_run_sizes(batch_size: int | None, limit: int | None, workers: int | None) -> None:
+    """One line for a batch size, limit or worker count below 1 (``bench run`` and the plans of ``reproduce``)."""
+    for flag, value in (("--batch-size", batch_size), ("--limit", limit), ("--workers", workers)):
+        if value is not None and value < 1:
+            raise BenchError(f"{flag} must be at least 1, got {value}")
+
+
 class Run:
     """One evaluation run; :meth:`execute` does the work and returns the :class:`~bench.results.Results`
     (None on ranks other than the main one).
@@ -113,12 +120,7 @@ class Run:
         self.req = request
         self.session = session
         self.dist = session.dist
-        if request.batch_size < 1:
-            raise BenchError(f"--batch-size must be at least 1, got {request.batch_size}")
-        if request.limit is not None and request.limit < 1:
-            raise BenchError(f"--limit must be at least 1, got {request.limit}")
-        if request.workers is not None and request.workers < 1:
-            raise BenchError(f"--workers must be at least 1, got {request.workers}")
+        check_run_sizes(request.batch_size, request.limit, request.workers)
         check_groups(request.bootstrap)
         reg = plugins.current()
         # Resolve every name first, so a typo fails before anything heavy happens.

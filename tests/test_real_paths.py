@@ -323,3 +323,10 @@ def test_metric_networks_load_their_real_ids(on_toy_hub, tmp_path):
     for name in ("fd_dinov2", "cmmd", "pickscore"):  # read from the hub, and known to be the toy hub's
         info = results["metric_info"][name]
         assert info["weights"] == "random" and info["toy_hub"] and not info["comparable"], info
+
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "-5"), ("--limit", "0"), ("--workers", "0"),
+                                        ("--profile", "no-such"), ("--suite-args", "profile")])
+def test_reproduce_dry_run_refuses_what_the_runs_would_refuse(flag, value):
+    rc, out, err = run_cli("reproduce", "table1", "--dry-run", flag, value)
+    assert rc == 2 and not out and len(err.strip().splitlines()) == 1, err
