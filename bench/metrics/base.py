@@ -127,6 +127,8 @@ class Metric(ABC):
     options: ClassVar[dict[str, Option]] = {}
     #: Whether the suite's reference images are needed.
     needs_reference: ClassVar[bool] = True
+    #: Whether it measures the generator itself (latency): left out when the images were made elsewhere.
+    needs_generator: ClassVar[bool] = False
     #: Direction of each output key: True when a larger value is better.
     higher_is_better: ClassVar[dict[str, bool]] = {}
     #: Whether the engine gives the metric a 95% bootstrap interval (:mod:`bench.bootstrap`), and what it
