@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-stats", default=None, metavar="FILE.npz",
                    help="also write B's FID statistics (mu, sigma, provenance; clean-fid reads them as custom stats)")
     p.add_argument("--out", default="runs", help="folder of run directories (default: runs/)")
-    p.add_argument("--run-name", default=None, help="run directory name (default: score-<A>-vs-<B>)")
+    p.add_argument("--run-name", default=None, help="run directory name (default: score-<A>-vs-<B>[-<profile>])")
     p.add_argument("--batch-size", type=int, default=8, help="images per feature chunk (default: 8)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="threads for reading and resizing images")
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.report import results_table
     from bench.runner import Run, RunRequest
     from bench.session import Session
-    from bench.suites.pair import FolderPairSuite
+    from bench.suites.pair import AS_GIVEN, FolderPairSuite
     from methods.images import ImagesMethod
 
     metrics, metric_args, reference, ref_sha = plan(args)
@@ -100,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
     images = ImagesMethod(**method_args)
     suite = FolderPairSuite(reference, count=len(images.source.names), profile=args.profile,
                             reference_sha256=ref_sha)
+    name = f"score-{_slug(args.a)}-vs-{_slug(args.b)}" + ("" if args.profile == AS_GIVEN else f"-{args.profile}")
     request = RunRequest(method="images", suite=suite.name, method_args=method_args, metric_args=metric_args,
-                         out=args.out, run_name=args.run_name or f"score-{_slug(args.a)}-vs-{_slug(args.b)}",
+                         out=args.out, run_name=args.run_name or name,
                          batch_size=args.batch_size, device=args.device, metrics=metrics, overwrite=args.overwrite,
                          save_images=False, workers=args.workers, bootstrap=args.bootstrap,
                          bootstrap_seed=args.bootstrap_seed)
