@@ -18,7 +18,7 @@ from bench.errors import BenchError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from bench.suites.pair import AS_GIVEN, PAIR_PROFILES
+    from bench.profiles import AS_GIVEN, SCORE_PROFILES
 
     p.add_argument("a", metavar="A", help="first image set: folder, .zip/.tar, or .npz batch (arr_0)")
     p.add_argument("b", metavar="B", help="second image set (the reference), or reference statistics .npz (mu, "
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fid (default), kid, precision_recall, density_coverage, fd_dinov2, cmmd, inception_score")
     p.add_argument("--metric-args", default="", metavar="METRIC.K=V,...",
                    help="options of metrics, e.g. fid.weights=random")
-    p.add_argument("--profile", default=AS_GIVEN, choices=list(PAIR_PROFILES),
+    p.add_argument("--profile", default=AS_GIVEN, choices=list(SCORE_PROFILES),
                    help=f"{AS_GIVEN} (default): images as given, as clean-fid's compute_fid; a protocol profile: its "
                         "crop + 256 px transform and metric options")
     p.add_argument("--export-stats", default=None, metavar="FILE.npz",
@@ -89,10 +89,11 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.profiles import AS_GIVEN
     from bench.report import results_table
     from bench.runner import Run, RunRequest
     from bench.session import Session
-    from bench.suites.pair import AS_GIVEN, FolderPairSuite
+    from bench.suites.pair import FolderPairSuite
     from methods.images import ImagesMethod
 
     metrics, metric_args, reference, ref_sha = plan(args)

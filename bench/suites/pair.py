@@ -16,12 +16,9 @@ from bench.errors import BenchError
 from bench.image_sources import ImageSource
 from bench.metrics.preprocess import Preprocess
 from bench.options import Option
-from bench.profiles import PROFILES, get_profile
+from bench.profiles import AS_GIVEN, SCORE_PROFILES, get_profile
 from bench.suites.base import PromptItem, ReferenceSet, Suite
 
-#: The profile that scores images as they are.
-AS_GIVEN = "clean-fid"
-PAIR_PROFILES = (AS_GIVEN, *PROFILES)
 #: Metrics that compare two image sets without reading prompts.
 PAIR_METRICS = ("fid", "kid", "precision_recall", "density_coverage", "fd_dinov2", "cmmd", "inception_score",
                 "fid_stats")
@@ -41,7 +38,7 @@ class FolderPairSuite(Suite):
     comparable = False
     default_metrics = ("fid",)
     options = {"count": Option(1, int, minimum=1, help="images of the first set"),
-               "profile": Option(AS_GIVEN, str, PAIR_PROFILES, "clean-fid (images as given) or a protocol profile"),
+               "profile": Option(AS_GIVEN, str, SCORE_PROFILES, "clean-fid (images as given) or a protocol profile"),
                "reference_sha256": Option(None, str, help="content fingerprint of the reference set")}
 
     def __init__(self, reference: ImageSource | None = None, **options: Any) -> None:
