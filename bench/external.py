@@ -16,6 +16,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,10 +24,12 @@ import numpy as np
 from bench.errors import BenchError
 from bench.generator import Generator
 from bench.images import flag_from_stats
+from bench.metrics.base import check_sample_count
 from bench.results import EXTERNAL
 
 if TYPE_CHECKING:
     from bench.image_sources import ReadImage
+    from bench.metrics.base import Metric
     from bench.sink import Sink
     from bench.suites.base import PromptItem
     from bench.timing import Timings
@@ -60,6 +63,25 @@ class ExternalImages(Generator):
     @abstractmethod
     def coverage(self) -> dict[str, Any]:
         """Counts of missing and extra images (recorded under ``images`` in results.json)."""
+
+    def plan_run(self, metrics: list[Metric], items: Sequence[PromptItem], all_items: Sequence[PromptItem],
+                 metrics_named: bool, run_dir: Path) -> tuple[list[Metric], list[PromptItem]]:
+        """The run's metrics without those that time the generator (refused when named, ``metrics_named``) and
+        its samples that have an image (:meth:`select`); a run directory overlapping the images is refused."""
+        timed = [m.name for m in metrics if m.needs_generator]
+        if timed and metrics_named:
+            raise BenchError(f"metric {timed[0]!r} times the generator; method {self.name!r} reads images made "
+                             "elsewhere: drop it from --metrics")
+        run_dir = run_dir.resolve()
+        for path in self.input_paths():
+            if path == run_dir or run_dir in path.parents or path in run_dir.parents:
+                raise BenchError(f"the run directory {run_dir} and the images read from {path} overlap (a run may "
+                                 "replace what is in its directory); give --out or --run-name elsewhere")
+        kept = [m for m in metrics if not m.needs_generator]
+        wanted = self.select(items, all_items)
+        for metric in kept:
+            check_sample_count(metric.name, "generated", len(wanted), metric.min_samples())
+        return kept, wanted
 
     def comparability_issues(self) -> list[str]:
         """Why the images cannot be set beside published numbers (beyond the suite's protocol): gaps."""

@@ -19,6 +19,7 @@ What is accepted as a reference:
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import zipfile
@@ -111,3 +112,37 @@ def read_stats(path: str | Path, network: dict[str, Any]) -> ReferenceStats:
     return ReferenceStats(mu, sigma, network, Preprocess(size=None, center_crop=False),
                           {"file": str(p), "written_by": "clean-fid", "name": hit["name"], "split": hit["split"],
                            "res": hit["res"], "mode": hit["mode"]})
+
+
+def write_batch(path: str | Path, source: Any, transform: Preprocess, provenance: dict[str, Any]) -> int:
+    """Write ``source``'s images, through ``transform``, as an ADM evaluator reference batch: ``arr_0`` (uint8
+    N x H x W x 3, uncompressed, written image by image so memory stays one image) plus ``bench_provenance``.
+    The images must come out of the transform at one size. Returns the image count."""
+    import tempfile
+
+    p = Path(path).expanduser()
+    if p.suffix != ".npz":
+        raise BenchError(f"{p}: a sample batch is an .npz file; name it *.npz")
+    names = list(source.names)
+    first = transform(source.read(names[0]).pixels)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=p.parent, prefix=".batch-") as tmp:
+        npy = Path(tmp) / "arr_0.npy"
+        out = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(names), *first.shape))
+        for i, name in enumerate(names):
+            img = first if i == 0 else transform(source.read(name).pixels)
+            if img.shape != first.shape:
+                raise BenchError(f"{name} is {img.shape[1]}x{img.shape[0]} after the transform, the first image "
+                                 f"{first.shape[1]}x{first.shape[0]}; a batch holds one size: use a profile that "
+                                 "resizes (--profile sbv2-release)")
+            out[i] = img
+        out.flush()
+        del out
+        record = json.dumps({**provenance, "transform": transform.as_dict(), "count": len(names)}, sort_keys=True)
+        with zipfile.ZipFile(Path(tmp) / "batch.npz", "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.write(npy, "arr_0.npy")
+            buf = io.BytesIO()
+            np.save(buf, np.array(record))
+            zf.writestr(PROVENANCE_KEY + ".npy", buf.getvalue())
+        Path(tmp, "batch.npz").replace(p)
+    return len(names)

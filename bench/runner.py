@@ -132,23 +132,10 @@ class Run:
         # Loaded last: a bad option, prompt file or data root fails without waiting for the weights.
         self.generator = generator if generator is not None else session.generator(request.method,
                                                                                    request.method_args)
-        if isinstance(self.generator, ExternalImages):
-            self._use_external(request)
+        if isinstance(self.generator, ExternalImages):  # only the samples that have an image; no latency
+            self.metrics, self.items = self.generator.plan_run(self.metrics, self.items, self.all_items,
+                                                               request.metrics is not None, request.run_dir())
         self.store = RunStore(request.run_dir())
-
-    def _use_external(self, request: RunRequest) -> None:
-        """Images made elsewhere: only the samples that have one, and no metric that times the generator (left
-        out of the suite's defaults, refused when named)."""
-        gen = self.generator
-        assert isinstance(gen, ExternalImages)
-        timed = [m.name for m in self.metrics if m.needs_generator]
-        if timed and request.metrics is not None:
-            raise BenchError(f"metric {timed[0]!r} times the generator; method {request.method!r} reads images made "
-                             "elsewhere: drop it from --metrics")
-        self.metrics = [m for m in self.metrics if not m.needs_generator]
-        self.items = gen.select(self.items, self.all_items)
-        for metric in self.metrics:
-            check_sample_count(metric.name, "generated", len(self.items), metric.min_samples())
 
     def _build_metrics(self, reg: Any) -> list[Metric]:
         req = self.req

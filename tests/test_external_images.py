@@ -142,3 +142,8 @@ def test_unreadable_image_is_named_and_latency_is_refused(original, tmp_path):
     assert code == 2 and "00004.png is truncated or unreadable" in err and "Traceback" not in err
     code, _, err = run_cli(*base, "--metrics", "latency")
     assert code == 2 and "drop it from --metrics" in err
+    # a run directory that would hold (and could replace) the images it reads is refused
+    code, _, err = run_cli("run", "--method", "images", "--method-args", f"dir={run_dir}", "--suite", "smoke",
+                           "--limit", str(LIMIT), "--metrics", "none", "--out", str(run_dir.parent), "--run-name",
+                           run_dir.name, "--overwrite", "--device", "cpu")
+    assert code == 2 and "overlap" in err and (run_dir / "manifest.jsonl").is_file()

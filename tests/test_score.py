@@ -105,5 +105,12 @@ def test_adm_reference_batch_is_scored_by_its_images(tmp_path, tiny_inception):
     by_folder = _score(tmp_path, str(tmp_path / "a"), str(tmp_path / "b"), "--metric-args", "fid.weights=random")
     by_batch = _score(tmp_path, str(tmp_path / "a"), str(batch), "--metric-args", "fid.weights=random")
     assert by_batch["metrics"]["fid"] == pytest.approx(by_folder["metrics"]["fid"], rel=1e-12)
+    # and one written by --export-batch: B's images as they are (profile clean-fid), in an arr_0 the evaluator reads
+    exported = tmp_path / "exported.npz"
+    _score(tmp_path, str(tmp_path / "a"), str(tmp_path / "b"), "--metric-args", "fid.weights=random",
+           "--export-batch", str(exported))
+    with np.load(exported) as f:
+        np.testing.assert_array_equal(f["arr_0"], pixels)
+        assert json.loads(str(f["bench_provenance"]))["count"] == 22
     with pytest.raises(BenchError, match="ADM evaluator batch"):
         read_stats(batch, {"kind": "inception", "weights": "pretrained", "seed": 0})

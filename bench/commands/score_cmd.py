@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "crop + 256 px transform and metric options")
     p.add_argument("--export-stats", default=None, metavar="FILE.npz",
                    help="also write B's FID statistics (mu, sigma, provenance; clean-fid reads them as custom stats)")
+    p.add_argument("--export-batch", default=None, metavar="FILE.npz",
+                   help="also write B's images, through the profile's transform, as an ADM evaluator reference batch")
     p.add_argument("--out", default="runs", help="folder of run directories (default: runs/)")
     p.add_argument("--run-name", default=None, help="run directory name (default: score-<A>-vs-<B>[-<profile>])")
     p.add_argument("--batch-size", type=int, default=8, help="images per feature chunk (default: 8)")
@@ -72,8 +74,8 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]
     if is_stats_file(args.b):
         if any(m not in ("fid", "fid_stats") for m in metrics):
             raise BenchError(f"{args.b} holds statistics, not images: only FID can be scored against it (--metrics fid)")
-        if args.export_stats:
-            raise BenchError("--export-stats writes the statistics of an image set B; B here already is statistics")
+        if args.export_stats or args.export_batch:
+            raise BenchError("--export-stats/--export-batch write what an image set B holds; B here is statistics")
         opts = {**metric_args.pop("fid", {}), **metric_args.get("fid_stats", {}), "stats": args.b}
         metric_args = {**metric_args, "fid_stats": opts}
         return ["fid_stats"], metric_args, None, str(path_fingerprint(args.b)["sha256"])
@@ -113,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     assert results is not None
     if args.export_stats:
         _export(score, args.export_stats, ref_sha)
+    if args.export_batch:
+        from bench.reference_stats import write_batch
+
+        count = write_batch(args.export_batch, reference, suite.preprocess(),
+                            {"format": "ADM evaluator reference batch (arr_0)",
+                             "source": {"path": str(reference.path), "sha256": ref_sha}})
+        print(f"bench score: wrote {count} reference image(s) to {args.export_batch} (arr_0)", file=sys.stderr)
     print(json.dumps(results.to_dict(), indent=2, default=str) if args.json else results_table(results) + "\n"
           + time_budget(results.timing_s))
     return 0
