@@ -70,6 +70,10 @@ def test_images_of_a_run_give_its_metrics_bit_for_bit(session, original, tmp_pat
         assert [r["sha256"] for r in rows] == [json.loads(line)["sha256"] for line in
                                                 (run_dir / "manifest.jsonl").read_text().splitlines()]
     assert "generator weights" not in " ".join(got.not_comparable_because)
+    from bench.report import results_table
+
+    assert "[images made elsewhere: external]" in results_table(got)
+    assert "images made elsewhere" not in results_table(orig)
 
 
 def test_a_changed_image_is_a_different_run_and_an_unchanged_one_resumes(session, original, tmp_path):
