@@ -45,6 +45,10 @@ class ExternalImages(Generator):
     def noise_shape(self) -> tuple[int, ...]:
         return (0,)
 
+    @property
+    def num_function_evaluations(self) -> int:
+        return 0
+
     def _cannot(self, *args: Any) -> Any:
         raise BenchError(f"method {self.name!r} reads images made elsewhere: it cannot generate or be timed "
                          "(drop the latency metric; time the model that made them with `bench latency`)")

@@ -4,8 +4,9 @@ prompts. The rule is chosen with ``match=`` (``auto`` by default, which says wha
 ``index``   the i-th image in natural file-name order (``2.png`` before ``10.png``) is sample i; a sample batch's
             row i is sample i. The rule of clean-fid, torch-fidelity and the ADM evaluator, which never pair
             images with prompts.
-``sbv2``    the SBv2 release's ``infer.py`` names: ``{i:08d}.png`` is sample i (``labels[i]`` of its
-            ``dataset.json``); its resize tool keeps the names.
+``sbv2``    the SBv2 release's rule (its ``eval/clip_score.py``): a file named by a number is that sample
+            (``labels[i]`` of its ``dataset.json``); ``infer.py`` writes ``{i:08d}.png``, the resize tool keeps the
+            names.
 ``hpsv2``   the HPSv2 benchmark's ``<style>/{k:05d}.jpg``: prompt k of that style (the hpsv2 suite's groups).
 ``run``     a run directory of this project (or an archive of one): ``manifest.jsonl`` names each sample's file,
             and its prompts must be the suite's.
@@ -32,7 +33,7 @@ from bench.suites.base import PromptItem
 
 RULES = ("auto", "index", "sbv2", "hpsv2", "run", "list")
 MANIFEST = "manifest.jsonl"
-_SBV2_NAME = re.compile(r"(\d{8})\.[A-Za-z]+")
+_SBV2_NAME = re.compile(r"(\d+)\.[A-Za-z]+")
 _HPSV2_NAME = re.compile(r"([^/]+)/(\d{5})\.[A-Za-z]+")
 #: Names shown in a problem line before "and N more".
 SHOWN = 5
@@ -212,18 +213,19 @@ def by_mapping(source: ImageSource, items: Sequence[PromptItem], mapping: str) -
 
 
 def detect(source: ImageSource, items: Sequence[PromptItem]) -> str:
-    """The rule ``match=auto`` uses: a run directory, then the SBv2 names, then the HPSv2 layout, else index."""
+    """The rule ``match=auto`` uses: a run directory, then the HPSv2 layout (when the suite has its groups),
+    then numbered names (the SBv2 release's rule), else index."""
     if isinstance(source, BatchSource):
         return "index"
     if manifest_name(source) is not None:
         return "run"
     names = [PurePosixPath(n) for n in source.names]
-    if all(_SBV2_NAME.fullmatch(p.name) for p in names):
-        return "sbv2"
     groups = {it.group for it in items if it.group is not None}
     if groups and all(len(p.parts) >= 2 and p.parts[-2] in groups
                       and _HPSV2_NAME.fullmatch("/".join(p.parts[-2:])) for p in names):
         return "hpsv2"
+    if all(_SBV2_NAME.fullmatch(p.name) for p in names):
+        return "sbv2"
     return "index"
 
 

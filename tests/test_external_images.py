@@ -65,7 +65,8 @@ def test_images_of_a_run_give_its_metrics_bit_for_bit(session, original, tmp_pat
         assert {k: v.get("ci95") for k, v in got.metric_info.items()} == intervals, kind
         assert got.produced_by == "external" and got.config["generator"]["weights"] == "external"
         assert got.images["missing"] == 0 and got.images["produced_by"] == "external"
-        assert got.config["generator"]["match"] == ("run" if kind == "run" else "index")
+        # the run's own directory by its manifest; copies of its numbered files by number; a batch by row
+        assert got.config["generator"]["match"] == {"run": "run", "npz": "index"}.get(kind, "sbv2")
         rows = [json.loads(line) for line in (tmp_path / "runs" / kind / "manifest.jsonl").read_text().splitlines()]
         assert [r["sha256"] for r in rows] == [json.loads(line)["sha256"] for line in
                                                 (run_dir / "manifest.jsonl").read_text().splitlines()]

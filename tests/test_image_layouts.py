@@ -47,6 +47,11 @@ def test_sbv2_release_names(tmp_path, smoke_items):
     m = match(open_source(folder), smoke_items)
     assert m.rule == "sbv2" and not m.extra and not m.duplicate
     assert m.by_index == {i: f"{i:08d}.png" for i in range(len(smoke_items))}
+    # the release's scorer reads any numbered name (int of the stem); a number beyond the suite matches nothing
+    (folder / "00000003.png").rename(folder / "3.png")
+    (folder / "123.png").write_bytes(_png(0))
+    m = match(open_source(folder), smoke_items)
+    assert m.rule == "sbv2" and m.by_index[3] == "3.png" and m.extra == ["123.png"]
 
 
 def test_hpsv2_benchmark_folders_end_to_end(tmp_path, hpsv2_prompts):

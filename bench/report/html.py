@@ -75,8 +75,8 @@ def _figure(fig: Figure) -> str:
 
 def _run_details(run: Results) -> str:
     c = run.config
-    summary = {"method": run.method, "produced_by": run.produced_by, "method_args": run.method_args, "suite": run.suite,
-               "samples": run.num_samples, "weights": run.weights, "comparable": run.comparable,
+    summary = {"method": run.method, "produced_by": run.produced_by, "method_args": run.method_args,
+               "suite": run.suite, "samples": run.num_samples, "weights": run.weights, "comparable": run.comparable,
                "not_comparable_because": run.not_comparable_because, "seed": run.seed, "limit": run.limit,
                "dtype": c.get("dtype"), "protocol": run.protocol, "metrics": c.get("metrics"),
                "packages": c.get("packages"), "git_commit": c.get("git_commit"), "hardware": c.get("hardware"),
