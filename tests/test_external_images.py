@@ -1,11 +1,11 @@
-"""``--method images``: a finished run's images, read back from its directory, a folder, a zip, a tar and an .npz
-batch, give exactly the run's metrics; a changed image is a different run; gaps stop the run in one line."""
+"""``--method images``: a finished run's images, read back from its directory, a folder, a zip and an .npz batch,
+give exactly the run's metrics (tar archives: tests/test_image_layouts.py); a changed image is a different run;
+gaps stop the run in one line."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -46,11 +46,8 @@ def _sources(run_dir: Path, root: Path) -> dict[str, Path]:
     with zipfile.ZipFile(root / "images.zip", "w") as zf:
         for p in sorted(folder.iterdir()):
             zf.write(p, f"images/{p.name}")
-    with tarfile.open(root / "images.tar", "w") as tf:
-        tf.add(folder, arcname="samples")
     np.savez(root / "batch.npz", arr_0=_pixels(run_dir))
-    return {"run": run_dir, "folder": folder, "zip": root / "images.zip", "tar": root / "images.tar",
-            "npz": root / "batch.npz"}
+    return {"run": run_dir, "folder": folder, "zip": root / "images.zip", "npz": root / "batch.npz"}
 
 
 def test_images_of_a_run_give_its_metrics_bit_for_bit(session, original, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -125,6 +126,13 @@ def test_this_projects_run_directory_and_its_zip(tmp_path, smoke_items):
             zf.write(p, f"smoke-tiny/{p.relative_to(run).as_posix()}")
     m = match(open_source(tmp_path / "run.zip"), smoke_items)
     assert m.rule == "run" and m.by_index[7] == "smoke-tiny/images/00007.png"
+    with tarfile.open(tmp_path / "run.tar", "w") as tf:
+        tf.add(run, arcname="smoke-tiny")
+    tar = open_source(tmp_path / "run.tar")
+    m = match(tar, smoke_items)
+    assert m.rule == "run" and m.by_index[7] == "smoke-tiny/images/00007.png"
+    got = tar.read(m.by_index[7])
+    assert got.data == (run / "images" / "00007.png").read_bytes() and got.ext == "png" and got.pixels[0, 0, 0] == 7
     other = [type(it)(it.index, it.prompt + " (changed)") for it in smoke_items]
     with pytest.raises(BenchError, match="was made for the prompt"):
         match(open_source(run), other)
