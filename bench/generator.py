@@ -136,6 +136,7 @@ class Generator(ABC):
     def describe(self) -> dict[str, Any]:
         """Everything that identifies the model for ``config.json``: ids, revisions, resolved settings.
 
-        Must include ``"weights"``: ``"pretrained"`` for published weights, ``"random"`` for seeded random ones.
+        Must include ``"weights"``: ``"pretrained"`` for published weights, ``"random"`` for seeded random ones
+        (``"external"``: images made elsewhere, :mod:`bench.external`).
         """
         return {"name": self.name, "method_args": self.args}

@@ -134,6 +134,11 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: ``bench score``'s profile for images as they are (clean-fid's ``compute_fid(dir1, dir2)``), beside the protocols.
+AS_GIVEN = "clean-fid"
+SCORE_PROFILES = (AS_GIVEN, *PROFILES)
+
+
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise BenchError(f"unknown protocol profile {name!r}; use one of {', '.join(PROFILES)}")

@@ -26,9 +26,16 @@ TIMING_ORDER = ("load", "generation", "generation/text_encoder", "generation/den
                 "encode_save")
 
 
+#: ``generator.weights`` of images made elsewhere (:mod:`bench.external`): no generator weights to judge.
+EXTERNAL = "external"
+
+
 def weights_verdict(generator_weights: str, metric_info: Mapping[str, Mapping[str, Any]]) -> str:
-    """``pretrained``, ``random`` or ``mixed`` over the generator and every metric network."""
-    kinds = {generator_weights} | {i["weights"] for i in metric_info.values() if "weights" in i}
+    """``pretrained``, ``random`` or ``mixed`` over the generator and every metric network (the metric networks
+    alone for images made elsewhere)."""
+    kinds = {i["weights"] for i in metric_info.values() if "weights" in i}
+    if generator_weights != EXTERNAL or not kinds:
+        kinds.add(generator_weights)
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
@@ -36,7 +43,7 @@ def comparability(generator_weights: str, metric_info: Mapping[str, Mapping[str,
                   limit: int | None, metric_overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Why a run cannot be set beside published numbers (empty: it can). ``suite`` is the run's suite."""
     reasons = []
-    if generator_weights != "pretrained":
+    if generator_weights not in ("pretrained", EXTERNAL):
         reasons.append(f"generator weights are {generator_weights}")
     random_metrics = [n for n, i in metric_info.items() if i.get("weights") == "random"]
     if random_metrics:
@@ -142,6 +149,12 @@ class Results:
     @property
     def protocol(self) -> dict[str, Any]:
         return dict(self.config.get("protocol") or {})
+
+    @property
+    def produced_by(self) -> str:
+        """``"external"`` for images made elsewhere and read by the run, else ``"generated"``."""
+        external = (self.config.get("generator") or {}).get("weights") == EXTERNAL
+        return EXTERNAL if external else "generated"
 
     @property
     def seed(self) -> int | None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from bench import plugins
 from bench.bootstrap import Recording, attach_interval, check_groups
 from bench.errors import BenchError
+from bench.external import ExternalImages, read_chunks
 from bench.feature_cache import GeneratedFeatures
 from bench.features import FeatureStore, Network, RunContext, chunks, default_workers
 from bench.generator import Generator
@@ -148,6 +149,9 @@ class Run:
         # Loaded last: a bad option, prompt file or data root fails without waiting for the weights.
         self.generator = generator if generator is not None else session.generator(request.method,
                                                                                    request.method_args)
+        if isinstance(self.generator, ExternalImages):  # only the samples that have an image; no latency
+            self.metrics, self.items = self.generator.plan_run(self.metrics, self.items, self.all_items,
+                                                               request.metrics is not None, request.run_dir())
         self.store = RunStore(request.run_dir())
 
     def _build_metrics(self, reg: Any) -> list[Metric]:
@@ -284,10 +288,9 @@ class Run:
 
         # Chunks are cut from the suite's full prompt list, so a chunk that --limit cuts short is still generated
         # as its full batch (only the wanted part is kept): a --limit run is an exact prefix of the full run.
-        n = len(self.items)
-        mine = [(full, [it for it in full if it.index < n])
-                for k, full in enumerate(chunks(self.all_items, self.req.batch_size))
-                if k % dist.world_size == dist.rank and full[0].index < n]
+        wanted = {it.index for it in self.items}
+        mine = [(full, part) for k, full in enumerate(chunks(self.all_items, self.req.batch_size))
+                if k % dist.world_size == dist.rank and (part := [it for it in full if it.index in wanted])]
         workers = self.req.workers or default_workers()
         with timings.time("orchestration/verify"):
             done = self._verified([it for _, part in mine for it in part], workers)
@@ -376,6 +379,8 @@ class Run:
 
         gen = self.generator
         dist = self.dist
+        if isinstance(gen, ExternalImages):
+            return read_chunks(gen, todo, done, sink, timings, self.req.workers or default_workers(), dist.is_main)
         staged = StageTimer(gen, timings)
         desc = f"generate {self.req.method}" + (f" [rank 0 of {dist.world_size}]" if dist.active else "")
         total = sum(len(part) for _, part in todo)
@@ -439,6 +444,9 @@ class Run:
         reasons = comparability(gen_weights, info, self.suite, self.req.limit, self.req.metric_args)
         images = {"total": len(flags), "generated_this_run": generated, "resumed": resumed,
                   **flag_summary([it.index for it in self.items], flags), "saved": self.req.save_images}
+        if isinstance(self.generator, ExternalImages):
+            reasons += self.generator.comparability_issues()
+            images.update(self.generator.coverage())
         return Results(run_dir=str(self.store.path), method=self.req.method, suite=self.req.suite,
                        num_samples=len(self.items), metrics=values, metric_info=info,
                        weights=weights_verdict(gen_weights, info), comparable=not reasons,

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.feature_cache import GeneratedFeatures
 from bench.features import Network, StreamedFeatures
+from bench.image_sources import ReadImage, image_bytes
 from bench.images import decode_pixels, encode_image
 from bench.seeding import sample_seed
 from bench.store import RunStore, crash_point, sha256_bytes
@@ -79,11 +81,14 @@ class Sink:
         if self.error is not None:
             raise self.error
 
-    def submit(self, chunk: Sequence[Any], images8: np.ndarray, flags: list[str | None],
-               done: dict[int, dict[str, Any]]) -> None:
+    def submit(self, chunk: Sequence[Any], images8: Sequence[np.ndarray], flags: list[str | None],
+               done: dict[int, dict[str, Any]], sources: Sequence[ReadImage] | None = None) -> None:
+        """Hand over a chunk. ``sources``: the images were read, not generated (:mod:`bench.external`): their
+        files are kept byte for byte and their pixels, as read, feed the features."""
         assert self._pool is not None
-        futures = [self._pool.submit(self._prepare, it, img, flag, done.get(it.index))
-                   for it, img, flag in zip(chunk, images8, flags, strict=True)]
+        read = sources if sources is not None else [None] * len(chunk)
+        futures = [self._pool.submit(self._prepare, it, img, flag, done.get(it.index), src)
+                   for it, img, flag, src in zip(chunk, images8, flags, read, strict=True)]
         while True:
             self.check()
             try:
@@ -131,22 +136,28 @@ class Sink:
             self._bar.close()
 
     # -- pool workers -----------------------------------------------------------------------------
-    def _prepare(self, it: Any, image8: np.ndarray, flag: str | None, done_row: dict[str, Any] | None) -> Any:
+    def _prepare(self, it: Any, image8: np.ndarray, flag: str | None, done_row: dict[str, Any] | None,
+                 source: ReadImage | None = None) -> Any:
         """(new manifest row or None, sha256, {network key: prepared input}), all the per-image CPU work."""
         if done_row is not None:  # finished earlier: keep the file; its pixels feed the chunk's features
             path = self.store.path / done_row["path"] if done_row.get("path") else None
             if path is not None and path.is_file():
                 return None, done_row["sha256"], self._network_inputs(lambda: decode_pixels(path.read_bytes(),
                                                                                              str(path)))
+            if source is not None:
+                return None, done_row["sha256"], self._network_inputs(lambda: image8)
             return None, done_row["sha256"], self._network_inputs(lambda: self._as_saved(image8, None,
                                                                                           str(it.index)))
         start = time.perf_counter()
-        fmt = self.suite.image_format
-        data = encode_image(image8, fmt, self.suite.jpeg_quality)
+        rel = self.suite.image_path(it.index)
+        if source is None:
+            data = encode_image(image8, self.suite.image_format, self.suite.jpeg_quality)
+        else:  # read, not generated: kept as it is, under the suite's name with the file's own extension
+            data, ext = image_bytes(source)
+            rel = str(PurePosixPath(rel).with_suffix("." + ext))
         hashed = time.perf_counter()
         sha = sha256_bytes(data)
         written = time.perf_counter()
-        rel = self.suite.image_path(it.index)
         if self.save:
             self.store.save_image(rel, data)
         self.timings.add("encode_save", (hashed - start) + (time.perf_counter() - written))
@@ -154,6 +165,9 @@ class Sink:
         row = {"index": it.index, "prompt": it.prompt, "group": it.group, "seed": self.seed,
                "sample_seed": sample_seed(self.seed, it.index), "flag": flag,
                "path": rel if self.save else None, "sha256": sha}
+        if source is not None:
+            row["source"] = source.name
+            return row, sha, self._network_inputs(lambda: image8)
         return row, sha, self._network_inputs(lambda: self._as_saved(image8, data, "generated image"))
 
     def _as_saved(self, image8: np.ndarray, data: bytes | None, name: str) -> np.ndarray:

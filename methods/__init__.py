@@ -46,3 +46,9 @@ def register_methods(register):
         "methods.diffusers_pipeline:DiffusersPipelineGenerator",
         description="any diffusers text-to-image pipeline (model=ID_OR_DIR, steps=, guidance=, scheduler=)",
     )
+    register(
+        "images",
+        "methods.images:ImagesMethod",
+        description="no generation: images made elsewhere (dir=FOLDER|ZIP|TAR|NPZ, match=auto|index|sbv2|hpsv2|run|list)",
+        nfe=0,
+    )

@@ -131,6 +131,8 @@ def time_budget(t: dict[str, float]) -> str:
     if "generation" in t:
         stages = [f"{k.split('/', 1)[1]} {t[k]:.1f}s" for k in t if k.startswith("generation/")]
         parts.append(f"generation {t['generation']:.1f}s" + (f" ({', '.join(stages)})" if stages else ""))
+    if "read" in t:
+        parts.append(f"read {t['read']:.1f}s")
     if "encode_save" in t:
         parts.append(f"encode+save {t['encode_save']:.1f}s")
     for prefix, label in (("features/", "features"), ("reference_features/", "reference features"),

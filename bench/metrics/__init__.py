@@ -7,6 +7,9 @@ from bench.hookspecs import hookimpl
 def register_metrics(register):
     register("fid", "bench.metrics.fid:FID", description="Frechet Inception Distance (clean-fid, clean mode)",
              keys=["fid"])
+    register("fid_stats", "bench.metrics.fid_stats:FIDStats",
+             description="FID against imported reference statistics (stats=FILE.npz: clean-fid or exported)",
+             keys=["fid_stats"])
     register("kid", "bench.metrics.fid:KID", description="Kernel Inception Distance (same features as FID)",
              keys=["kid"])
     register("inception_score", "bench.metrics.fid:InceptionScore",

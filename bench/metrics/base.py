@@ -10,6 +10,7 @@ What the engine reads from a metric, and nothing else:
   input gets. The engine builds these networks before the first image is generated (an unknown network
   fails then, not after generation) and streams every generated image through them while generating.
 * :attr:`Metric.needs_reference`: whether the suite's reference images must be present.
+* :attr:`Metric.needs_generator`: whether it measures the generator itself (left out for images made elsewhere).
 * :attr:`Metric.higher_is_better`: the direction of each output key, for tables and plots.
 * :meth:`Metric.min_samples`: how many generated and reference samples it needs; a run with fewer generated
   ones is refused before any image is generated, one with fewer reference ones before the metric is computed.
@@ -127,6 +128,8 @@ class Metric(ABC):
     options: ClassVar[dict[str, Option]] = {}
     #: Whether the suite's reference images are needed.
     needs_reference: ClassVar[bool] = True
+    #: Whether it measures the generator itself (latency): left out when the images were made elsewhere.
+    needs_generator: ClassVar[bool] = False
     #: Direction of each output key: True when a larger value is better.
     higher_is_better: ClassVar[dict[str, bool]] = {}
     #: Whether the engine gives the metric a 95% interval (:mod:`bench.bootstrap`, a grouped jackknife), and

@@ -12,6 +12,7 @@ class Latency(Metric):
     name = "latency"
     keys = ("latency_ms",)
     needs_reference = False
+    needs_generator = True
     higher_is_better = {"latency_ms": False}
     bootstrap = False  # a timing of the generator, not a mean over the evaluated samples
     options = {"warmup": Option(5, int, minimum=0), "iters": Option(50, int, minimum=1),

@@ -21,7 +21,8 @@ def results_table(results: Results | dict[str, Any]) -> str:
     metrics = results.metrics
     keys = [k for k in STANDARD_KEYS if k in metrics] + sorted(k for k in metrics if k not in STANDARD_KEYS)
     width = max([len(k) for k in keys] + [6])
-    lines = [f"{results.method} on {results.suite}: {results.num_samples} samples  ({results.run_dir})"]
+    made = "  [images made elsewhere: external]" if results.produced_by == "external" else ""
+    lines = [f"{results.method} on {results.suite}: {results.num_samples} samples{made}  ({results.run_dir})"]
     ci = {k: v for info in results.metric_info.values() for k, v in (info.get("ci95") or {}).items()}
     trained = {k for info in results.metric_info.values() if info.get("trained_on")
                for k in (info.get("higher_is_better") or {})}

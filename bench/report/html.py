@@ -75,13 +75,14 @@ def _figure(fig: Figure) -> str:
 
 def _run_details(run: Results) -> str:
     c = run.config
-    summary = {"method": run.method, "method_args": run.method_args, "suite": run.suite,
-               "samples": run.num_samples, "weights": run.weights, "comparable": run.comparable,
+    summary = {"method": run.method, "produced_by": run.produced_by, "method_args": run.method_args,
+               "suite": run.suite, "samples": run.num_samples, "weights": run.weights, "comparable": run.comparable,
                "not_comparable_because": run.not_comparable_because, "seed": run.seed, "limit": run.limit,
                "dtype": c.get("dtype"), "protocol": run.protocol, "metrics": c.get("metrics"),
                "packages": c.get("packages"), "git_commit": c.get("git_commit"), "hardware": c.get("hardware"),
                "created_at": c.get("created_at")}
-    return (f"<details><summary>{_esc(run.run_dir)}: {_esc(run.method)} on {_esc(run.suite)}"
+    made = " (images made elsewhere: external)" if run.produced_by == "external" else ""
+    return (f"<details><summary>{_esc(run.run_dir)}: {_esc(run.method)}{made} on {_esc(run.suite)}"
             f"{'' if run.comparable else ' (not comparable)'}</summary>"
             f"<pre>{_esc(json.dumps(summary, indent=1, default=str))}</pre></details>")
 
