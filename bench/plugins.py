@@ -29,10 +29,33 @@ KINDS = {
 }
 
 
+#: The project's top-level packages beside ``bench`` (the layout keeps them top-level).
+SIBLING_PACKAGES = ("methods", "training")
+
+
+def check_not_shadowed() -> None:
+    """One line when a folder named like one of the project's top-level packages (``methods/``, ``training/``)
+    in the working directory, or elsewhere early on ``sys.path``, would be imported instead of the project's."""
+    import importlib.util
+    from pathlib import Path
+
+    from bench.errors import BenchError
+
+    home = Path(__file__).resolve().parent.parent
+    for name in SIBLING_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        places = list(spec.submodule_search_locations or []) if spec is not None else []
+        if spec is None or not places or Path(places[0]).resolve() != home / name:
+            found = places[0] if places else (spec.origin if spec is not None else "nothing")
+            raise BenchError(f"the package {name!r} is imported from {found}, not from sbv2-bench ({home / name}): "
+                             f"a folder named {name}/ shadows it; run from another directory or rename that folder")
+
+
 def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     """A fresh plug-in manager with the built-ins registered (and, by default, third-party entry points)."""
     import importlib
 
+    check_not_shadowed()
     pm = pluggy.PluginManager("bench")
     pm.add_hookspecs(hookspecs)
     for module_name in BUILTIN_PLUGINS:

@@ -205,3 +205,44 @@ def test_third_party_command():
     from bench.cli import build_parser
 
     assert "say hello" in build_parser().format_help()
+
+
+@pytest.mark.parametrize("target", ["no_such_module_anywhere:Command", "bench.errors:BenchError"])
+def test_broken_plugin_command_breaks_only_itself(target):
+    """A command whose module raises at import (or that is no Command) leaves `bench list` and `bench run` working,
+    with one warning line naming it; running it is one line, exit 2."""
+    class Broken:
+        @hookimpl
+        def register_commands(self, register):
+            register("broken", target)
+
+    plugins.register_plugin(Broken(), name="shaky")
+    rc, out, err = _cli("list", "methods")
+    assert rc == 0 and "tiny" in out
+    assert len(err.strip().splitlines()) == 1 and "'broken'" in err and "'shaky'" in err, err
+    rc, _, err = _cli("run", "--method", "tiny", "--suite", "nope")
+    assert rc == 2 and "unknown suite" in err
+    rc, _, err = _cli("broken", "--anything")
+    lines = err.strip().splitlines()
+    assert rc == 2 and lines[-1].startswith("bench: error: command 'broken' of plug-in 'shaky'"), err
+
+
+@pytest.mark.parametrize("folder", ["methods", "training"])
+def test_a_folder_that_shadows_a_project_package_is_one_line(folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import bench
+
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(Path(bench.__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "bench", "list", "methods"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not done.stdout, done
+    assert len(done.stderr.strip().splitlines()) == 1 and f"a folder named {folder}/ shadows it" in done.stderr
+    clean = subprocess.run([sys.executable, "-m", "bench", "list", "methods"], cwd=tmp_path / folder, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0 and "tiny" in clean.stdout
