@@ -3,7 +3,9 @@
 For every measured column a table has three: the paper's value (verbatim), the measured value and the difference
 (measured - paper). A measurement that cannot be compared (random weights, ``--limit``, another suite, prompt
 list, HPS version or hardware) is shown with a dagger and its reasons under the table. The best value of each
-column is bold (the paper's among the paper's values, the measured among comparable measurements).
+column is bold (the paper's among the paper's values, the measured among comparable measurements). A paper cell
+with a known erratum (``errata`` in the paper data) is never bold, and it and the difference taken from it carry
+the erratum's note number. Every note (problems, the paper's inconsistencies, protocol quirks) is in every format.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class TableView:
     protocol: str = ""
     #: False for runs that match no paper row: no paper, source and difference columns.
     paper: bool = True
+    #: The table's own notes (problems, the paper's inconsistencies, protocol quirks), not the rows'.
+    table_notes: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> int:
         if text not in self.notes:
@@ -78,12 +82,14 @@ def build_view(paper: Paper, table: Table, matches: Matches) -> TableView:
     view = TableView(table, rows, protocol=f"{proto.get('metrics', table.protocol)}; prompts: "
                                            f"{proto.get('prompts', 'n/a')}")
     for col in table.columns:
-        paper_vals = {i: as_number(r.row.values.get(col.key)) for i, r in enumerate(rows)}
+        paper_vals = {i: as_number(r.row.values.get(col.key)) for i, r in enumerate(rows)
+                      if col.key not in r.row.errata}
         view.best_paper[col.key] = _best({i: v for i, v in paper_vals.items() if v is not None}, col.higher)
         meas = {i: r.measured[col.key].value for i, r in enumerate(rows)
                 if col.key in r.measured and r.measured[col.key].comparable and r.measured[col.key].value is not None}
         view.best_measured[col.key] = _best(meas, col.higher)  # type: ignore[arg-type]
-    for p in table.problems:
+    view.table_notes = paper.notes_of(table)
+    for p in view.table_notes:
         view.note(p)
     return view
 
@@ -115,6 +121,8 @@ def grid(view: TableView, dagger: str = DAGGER) -> Grid:
             text = rv.row.values.get(col.key, "-")
             if rv.row.mark(col.key) != rv.row.source and col.key in rv.row.values:
                 text += f" ({rv.row.mark(col.key)})"
+            erratum = "".join(f" [{view.note(p)}]" for p in rv.row.problems) if col.key in rv.row.errata else ""
+            text += erratum
             if i in view.best_paper.get(col.key, ()):
                 bold.add((i, len(line)))
             line.append(text)
@@ -131,7 +139,7 @@ def grid(view: TableView, dagger: str = DAGGER) -> Grid:
             if i in view.best_measured.get(col.key, ()):
                 bold.add((i, len(line)))
             paper_value = as_number(rv.row.values.get(col.key))
-            line += [shown, "" if paper_value is None else f"{m.value - paper_value:+.{places}f}"]
+            line += [shown, "" if paper_value is None else f"{m.value - paper_value:+.{places}f}{erratum}"]
         line.append(", ".join(rv.runs))
         body.append(line)
     if view.paper:
@@ -158,7 +166,8 @@ def markdown(view: TableView) -> str:
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", DAGGER: r"$^\dagger$"}
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", DAGGER: r"$^\dagger$",
+        "‡": r"$^\ddagger$"}
 
 
 def tex_escape(text: str) -> str:
@@ -187,12 +196,13 @@ def latex(view: TableView) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("table", "row", "model", "column", "unit", "higher_is_better", "paper", "source", "measured",
-              "difference", "comparable", "not_comparable_because", "run", "problems")
+CSV_FIELDS = ("table", "row", "model", "column", "unit", "higher_is_better", "paper", "source", "erratum",
+              "measured", "difference", "comparable", "not_comparable_because", "run", "problems", "table_notes")
 
 
 def csv_text(view: TableView) -> str:
-    """Long format: one line per (row, column) with a paper value or a measurement; full precision."""
+    """Long format: one line per (row, column) with a paper value or a measurement; full precision. ``erratum``:
+    what is wrong with this paper cell (its difference inherits it); ``table_notes``: the table's notes."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -206,11 +216,13 @@ def csv_text(view: TableView) -> str:
             w.writerow({"table": view.table.id, "row": rv.row.label, "model": rv.row.model, "column": col.key,
                         "unit": col.unit, "higher_is_better": "" if col.higher is None else col.higher,
                         "paper": paper_text or "", "source": rv.row.mark(col.key) if paper_text else "",
+                        "erratum": " ".join(rv.row.problems) if col.key in rv.row.errata else "",
                         "measured": "" if m is None or m.value is None else repr(m.value),
                         "difference": "" if m is None or m.value is None or p is None else repr(m.value - p),
                         "comparable": "" if m is None else m.comparable,
                         "not_comparable_because": "" if m is None else "; ".join(m.reasons),
-                        "run": "" if m is None else m.source, "problems": " ".join(rv.row.problems)})
+                        "run": "" if m is None else m.source, "problems": " ".join(rv.row.problems),
+                        "table_notes": " | ".join(view.table_notes)})
     return buf.getvalue()
 
 
