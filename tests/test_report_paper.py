@@ -115,3 +115,71 @@ def test_errata_and_notes_are_in_every_format_and_erratum_cells_are_not_bold(tmp
     assert "0.30 for SD 2.1 cfg 2" in (out / "table1.md").read_text()
     assert "in Table 3 but" in (out / "table8.md").read_text() and "in Table 3 but" in (out / "table3.md").read_text()
     assert "1.5M" in paper().notes_of(paper().table("table2"))[0]
+
+
+# -- bench reproduce --------------------------------------------------------------------------------------------
+def _dry_run(table: str, capsys, *extra: str) -> tuple[list[str], list[str]]:
+    from bench.cli import main
+
+    assert main(["reproduce", table, "--dry-run", *extra]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return [x for x in lines if x.startswith("#")], [x for x in lines if x.startswith("python")]
+
+
+def test_table8_times_the_students_architecture_once_and_trains_nothing(tmp_path, capsys, one_thread):
+    from bench.cli import main
+
+    notes, commands = _dry_run("table8", capsys)
+    assert not any("-m training" in c for c in commands)
+    sbv2 = [c for c in commands if "--method sbv2" in c]
+    assert sbv2 == ["python -m bench latency --method sbv2 --method-args weights=random --out "
+                    "runs/latency/latency-sbv2-arch.json"]
+    assert any("timed once, with random weights" in n for n in notes)
+    # nothing is missing before it starts (the check looks at every step, not only runs)
+    from bench.report.data import paper as the_paper
+    from bench.report.reproduce import Plan, Step, missing_models, plan
+
+    assert missing_models(plan(the_paper(), "table8", {"models": str(tmp_path / "none")})) == []
+    p = Plan(the_paper().table("table8"), [Step("train", "m", ["distill"]),
+                                           Step("latency", "m", ["latency"], {"method_args": f"weights={tmp_path}/m"})],
+             [], [])
+    assert missing_models(p) == [f"{tmp_path}/m"]
+    # one record of the architecture fills every student row; random weights at full size are the plan there,
+    # a toy-size network is not
+    record = tmp_path / "runs" / "latency" / "latency-sbv2-arch.json"
+    assert main(["latency", "--method", "sbv2", "--method-args", "weights=random,size=tiny", "--device", "cpu",
+                 "--warmup", "0", "--iters", "1", "--repeats", "1", "--out", str(record)]) == 0
+    for size, toy in (("tiny", True), ("full", False)):
+        data = json.loads(record.read_text())
+        data["method_args"]["size"] = size
+        record.write_text(json.dumps(data))
+        out = tmp_path / f"report-{size}"
+        assert main(["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--tables", "table8"]) == 0
+        lines = [r for r in csv.DictReader((out / "table8.csv").open()) if r["column"] == "inference_s"]
+        students = [r for r in lines if r["row"] in ("Model A", "Model B", "Ours (A+B)", "Ours with regulariser")]
+        assert len(students) == 4 and {r["measured"] for r in students} == {repr(data["latency_ms"] / 1000)}
+        assert all(r["run"] == str(record) for r in students)
+        assert all(("weights are random" in r["not_comparable_because"]) == toy for r in students)
+        assert all("(the paper: A100)" in r["not_comparable_because"] for r in students)
+        assert not any(r["measured"] for r in lines if r["row"] in ("SD Turbo", "SwiftBrush"))
+
+
+def test_reproduce_keeps_notes_of_the_models_a_row_is_built_from(capsys):
+    notes, commands = _dry_run("table3", capsys)
+    for dep in ("model-a-reg", "model-b-reg", "sbv2-reg"):
+        assert any(n.startswith(f"# {dep} (") and "differs from the paper" in n for n in notes), dep
+    assert any("image regulariser has no formula" in n for n in notes)
+    assert sum("(1 + gamma)" in n for n in notes) == 2  # SD 2.1 cfg 2 and cfg 4.5: the guidance forms
+
+
+def test_swiftbrush_v1_one_step_row_is_runnable(capsys):
+    notes, commands = _dry_run("swiftbrush-v1", capsys)
+    assert any("--method sd21 --method-args steps=1 " in c for c in commands)
+    assert not any(n.startswith("# SD 2.1 (1 step): no model") for n in notes)
+    from bench.report.data import paper as the_paper
+    from bench.report.match import plan_matches
+
+    models = the_paper().models
+    args = {"guidance": 4.5, "steps": 1}
+    assert plan_matches(models["sd21-1step"], "sd21", args, the_paper())
+    assert not plan_matches(models["sd21-cfg4_5"], "sd21", args, the_paper())  # a 1-step run is not the teacher

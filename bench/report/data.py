@@ -76,6 +76,10 @@ class Model:
     train: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     differs: str = ""
+    #: The model whose timing stands for this one (same architecture; timing does not depend on the weights).
+    timing: str | None = None
+    #: A stand-in for an architecture, timed with random weights (``sbv2-arch``): random weights are the plan.
+    architecture: bool = False
 
     @property
     def trained(self) -> bool:
@@ -147,7 +151,12 @@ def parse_paper(data: dict[str, Any]) -> Paper:
     """A :class:`Paper` from the TOML object; ValueError/KeyError on a malformed file."""
     models = {k: Model(id=k, method=v.get("method"), method_args=dict(v.get("method_args") or {}),
                        train=tuple(v.get("train") or ()), needs=tuple(v.get("needs") or ()),
-                       differs=str(v.get("differs", ""))) for k, v in data["models"].items()}
+                       differs=str(v.get("differs", "")), timing=v.get("timing"),
+                       architecture=bool(v.get("architecture", False))) for k, v in data["models"].items()}
+    for m in models.values():
+        for dep in (*m.needs, *([m.timing] if m.timing else [])):
+            if dep not in models:
+                raise ValueError(f"model {m.id} names unknown model {dep!r}")
     tables = []
     for t in data["tables"]:
         columns = tuple(Column(key=c["key"], label=c["label"], measure=c.get("measure"), higher=c.get("higher"),
