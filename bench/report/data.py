@@ -128,8 +128,10 @@ class Paper:
         return list(dict.fromkeys(out))
 
     def model_ids(self) -> list[str]:
-        """Every model id a row names (with or without a plan), in table order."""
-        return list(dict.fromkeys(r.model for t in self.tables for r in t.rows))
+        """Every model id a row names (with or without a plan), in table order, then the models that time them."""
+        rows = [r.model for t in self.tables for r in t.rows]
+        timing = [m.timing for m in (self.models.get(r) for r in rows) if m is not None and m.timing]
+        return list(dict.fromkeys(rows + timing))
 
 
 def _row(raw: dict[str, Any], where: str) -> Row:
