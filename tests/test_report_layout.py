@@ -202,3 +202,106 @@ def test_html_has_no_horizontal_overflow_at_1280_px(full_report, tmp_path):
     bad.write_text((full_report / "index.html").read_text().replace(
         "</body>", '<table><tr><td style="white-space:nowrap">' + "x" * 400 + "</td></tr></table></body>"))
     assert measure(bad)["scroll"] > 1280
+
+
+# -- figures: every text inside the figure, none over another ------------------------------------------------
+def text_problems(fig) -> tuple[list[str], list[tuple[str, str]]]:
+    """(texts cut by the figure's edge, pairs of texts that overlap), from the extents the renderer draws."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    hidden = set()  # tick labels outside the view limits are not drawn
+    for ax in fig.axes:
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = sorted(limits)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - 1e-12 * max(1.0, abs(hi)) <= tick.get_loc() <= hi + 1e-12 * max(1.0, abs(hi)):
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    boxes = []
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip() or id(text) in hidden:
+            continue
+        boxes.append((text.get_text(), text.get_window_extent(renderer)))
+    page = fig.bbox
+    clipped = [t for t, b in boxes if b.x0 < page.x0 - 0.5 or b.y0 < page.y0 - 0.5 or b.x1 > page.x1 + 0.5
+               or b.y1 > page.y1 + 0.5]
+    overlaps = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
+                if box_a.x0 < box_b.x1 and box_b.x0 < box_a.x1 and box_a.y0 < box_b.y1 and box_b.y0 < box_a.y1]
+    return clipped, overlaps
+
+
+@pytest.fixture
+def kept_figures(monkeypatch):
+    """The figures the plot functions close, kept open for reading back."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    yield kept
+    for fig in kept:
+        fig.clf()
+
+
+def _close_runs(tmp_path: Path, n: int):
+    """``n`` runs with nearly equal scores and long names: labels at the points would collide."""
+    from bench.results import load
+
+    runs = []
+    for i in range(n):
+        metrics = {**SCORES, "fid": 12.0 + 0.001 * i, "clip_score": 0.3123 + 0.00001 * i}
+        folder = write_run(tmp_path / f"run-{i}-with-a-long-name-{'y' * (10 * (i % 3))}", "tiny",
+                           {"weights_seed": i}, suite="smoke", metrics=metrics)
+        run = load(folder)
+        run.run_dir = str(folder)  # as `bench report` reads it
+        runs.append(run)
+    return runs
+
+
+def test_figures_are_not_clipped_and_no_text_overlaps(tmp_path, kept_figures):
+    from bench.plots.merge_curves import plot_merge_curves
+    from bench.report import plots
+    from bench.report.collect import Latency
+    from bench.results import LatencyRecord
+    from bench.sweep_record import SweepPoint, SweepRecord
+
+    runs = _close_runs(tmp_path, 9)
+    plots.plot_fid_clip(runs, tmp_path / "fid-clip")
+    plots.plot_precision_recall(runs, tmp_path / "pr")
+    records = [Latency(f"l{i}", LatencyRecord(method="sd21", device="NVIDIA H100 80GB HBM3 (device 0)", mean_ms=100.0 + i,
+                                              stages_ms={}, peak_memory_mib=None,
+                                              data={"method_args": {"guidance": 4.5, "steps": 25 + i}, "dtype": "fp16",
+                                                    "weights": "random"})) for i in range(8)]
+    plots.plot_latency(records, tmp_path / "latency")
+    sweeps = []
+    for name in ("fig7a-without-regularisation", "fig7b-with-regularisation"):
+        points = [SweepPoint(lam, f"p{lam}", {"fid": 10 + lam, "clip_score": 0.3, "precision": 0.5, "recall": 0.5,
+                                              "latency_ms": 100.0}) for lam in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        sweeps.append(SweepRecord(a={"source": f"sbv2:weights=models/{name}/model-a-full-finetune"},
+                                  b={"source": f"sbv2:weights=models/{name}/model-b-lora"}, suite="coco30k",
+                                  points=points, directions={"fid": False}, path=f"sweeps/{name}/sweep.json"))
+    drawn = plot_merge_curves(sweeps, tmp_path / "merge", caveat=True)
+    assert "latency_ms" not in drawn["panels"] and set(drawn["panels"]) == {"fid", "clip_score", "precision", "recall"}
+    assert drawn["ends"]["fig7a-without-regularisation"].startswith("A = sbv2:weights=models/fig7a")
+    assert len(kept_figures) == 4
+    texts = []
+    for fig in kept_figures:
+        clipped, overlaps = text_problems(fig)
+        assert not clipped and not overlaps, (clipped, overlaps)
+        texts.append(" ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))))
+    assert all("not comparable to the paper" in " ".join(t.split()) for t in texts)  # the footnote, whole
+    assert "A = sbv2:weights=models/fig7b-with-regularisation/model-a-full-finetune" in texts[3].replace("\n", "")
+
+
+def test_the_text_check_sees_clipping_and_overlap(kept_figures):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_xticks([0, 0.01], ["a long tick label", "another long one"])
+    fig.text(0.5, 0.0, "x" * 200, ha="center")
+    clipped, overlaps = text_problems(fig)
+    assert "x" * 200 in clipped and ("a long tick label", "another long one") in overlaps
+    plt.close(fig)

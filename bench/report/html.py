@@ -1,6 +1,6 @@
 """``index.html``: one self-contained page (images as data URIs, inline CSS, no script, no external reference)
-with the paper tables, the other runs, the figures, the image grids and each run's protocol, versions and
-hardware. Readable offline from the file system."""
+with the paper tables, the other runs, the figures, the image grids, the interpolation grids and each run's
+protocol, versions and hardware. Readable offline from the file system."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class Page:
     runs: list[Results]
     latency: list[Latency]
     warnings: list[str] = field(default_factory=list)
+    interpolations: list[Figure] = field(default_factory=list)
 
 
 def data_uri(path: Path) -> str:
@@ -137,6 +138,10 @@ def render(page: Page) -> str:
     parts += [_figure(f) for f in page.figures]
     parts.append("<h2>Image grids</h2>")
     parts += [_figure(f) for f in page.grids]
+    parts.append("<h2>Interpolations (Figs. 13 and 14)</h2>")
+    parts += [_figure(f) for f in page.interpolations] or [
+        "<p class=notes>No `bench interpolate` folder found (python -m bench interpolate --method ... --mode noise "
+        "--prompt ... --out DIR, then give DIR to --runs).</p>"]
     parts.append("<h2>Runs: protocol, versions, hardware</h2>")
     parts += [_run_details(r) for r in page.runs] + [_latency_details(lt) for lt in page.latency]
     parts.append("</body></html>")
