@@ -20,6 +20,8 @@ from typing import Any
 
 #: |cos w| above 1 - PARALLEL_TOL counts as (anti)parallel.
 PARALLEL_TOL = 1e-6
+#: What `bench interpolate` writes beside its grid (read by `bench report`).
+RECORD_FILE = "interpolate.json"
 
 
 def _rows(x: Any) -> Any:

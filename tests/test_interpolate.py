@@ -92,9 +92,21 @@ def test_interpolate_command_writes_grid_images_and_record(tmp_path, one_thread)
     assert "sample_noise(s, 0)" in record["noise"] and len(record["images"]) == 6
     grid = np.asarray(Image.open(out / "grid.png"))
     h, w = record["grid"]["cell"]
-    assert grid.shape == (2 * h + 2, 3 * w + 4, 3)
+    x0, y0 = record["grid"]["origin"]
+    assert x0 > 0 and y0 > 0 and grid.shape[0] >= y0 + 2 * h + 2 and grid.shape[1] >= x0 + 3 * w + 4
     cells = {(s, k): np.asarray(Image.open(out / f"images/seed-{s}-step-{k}.png")) for s in (0, 5) for k in range(3)}
-    assert np.array_equal(grid[:h, :w], cells[(0, 0)]) and np.array_equal(grid[h + 2:, 2 * (w + 2):], cells[(5, 2)])
+    assert np.array_equal(grid[y0:y0 + h, x0:x0 + w], cells[(0, 0)])
+    assert np.array_equal(grid[y0 + h + 2:y0 + 2 * h + 2, x0 + 2 * (w + 2):x0 + 3 * w + 4], cells[(5, 2)])
+    # labelled: text above the images (what, ends, prompt, t of each column; the random-weights warning in red)
+    # and at the left of each row (its seed)
+    header, left = grid[:y0], grid[y0:, :x0]
+    assert (header.min(axis=2) < 100).sum() > 200 and (left.min(axis=2) < 100).sum() > 20
+    red = (header[..., 0] > 120) & (header[..., 1] < 60) & (header[..., 2] < 60)
+    assert record["weights"] == "random" and red.sum() > 50
+    from bench.interp_grid import title_lines
+
+    lines = title_lines(record)
+    assert "A (t = 0) = sample 0's noise" in lines[0] and "A photo of a dog" in lines[1]
     assert not np.array_equal(cells[(0, 0)], cells[(0, 2)])
     # the ends are the noises of samples 0 and 1 of a run with that seed
     from methods.tiny import TinyGenerator
@@ -121,3 +133,21 @@ def test_interpolate_command_writes_grid_images_and_record(tmp_path, one_thread)
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
     rc, _, err = run_cli("interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "x", "--out", str(out))
     assert rc == 2 and "holds an earlier interpolation" in err
+
+
+def test_report_collects_interpolation_grids(tmp_path, one_thread):
+    folder = tmp_path / "interp" / "noise"
+    rc, _, err = run_cli("interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "A photo of a dog",
+                         "--steps", "3", "--seeds", "0,5", "--out", str(folder), "--device", "cpu")
+    assert rc == 0, err
+    (tmp_path / "interp" / "broken").mkdir()
+    (tmp_path / "interp" / "broken" / "interpolate.json").write_text('{"kind": "interpolate"}')
+    rc, out, err = run_cli("report", "--runs", str(tmp_path / "interp"), "--out", str(tmp_path / "rep"))
+    assert rc == 0, err
+    assert "broken" in err and "not a `bench interpolate` record" in err  # one warning, the rest is reported
+    copied = tmp_path / "rep" / "interpolation-1.png"
+    assert copied.read_bytes() == (folder / "grid.png").read_bytes()
+    page = (tmp_path / "rep" / "index.html").read_text()
+    section = page.split("<h2>Interpolations (Figs. 13 and 14)</h2>")[1].split("<h2>")[0]
+    assert "Interpolation 1: tiny, noise (Fig. 13)" in section and "data:image/png;base64," in section
+    assert "rows: seeds 0, 5; columns: t = 0.00, 0.50, 1.00" in section and "Weights: random" in section

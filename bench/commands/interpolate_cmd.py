@@ -4,7 +4,8 @@
 (:func:`bench.seeding.sample_noise`, the noise ``bench run`` gives samples 0 and 1 with ``--seed s``).
 ``--mode prompt``: one noise (sample 0 of seed s); the text encoder's output for ``--prompt`` and ``--prompt-b``
 (the whole token-embedding sequence the denoiser consumes) is interpolated. Writes ``grid.png`` (rows = seeds,
-columns = steps), ``images/seed-<s>-step-<k>.png`` and ``interpolate.json`` (what was done) into ``--out``.
+columns = steps, labelled: :mod:`bench.interp_grid`), ``images/seed-<s>-step-<k>.png`` and ``interpolate.json``
+(what was done, and where the images sit in the grid) into ``--out``; ``bench report`` collects it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 from bench.commands.base import function_command
 from bench.devices import DTYPES
 from bench.errors import BenchError
+from bench.interp import RECORD_FILE
 from bench.options import parse_kv
 
-RECORD_FILE = "interpolate.json"
 GAP = 2
 #: Most images per row and rows (seeds) of a grid; each row is generated as one batch.
 MAX_STEPS = 64
@@ -128,6 +129,7 @@ def _write(args: argparse.Namespace, gen: Any, device: Any, seeds: list[int], ou
     from bench.devices import hardware_summary
     from bench.images import encode_png, to_uint8
     from bench.interp import PARALLEL_TOL, steps
+    from bench.interp_grid import draw_grid
     from bench.store import atomic_write_bytes, atomic_write_json
 
     ts = steps(args.steps)
@@ -142,23 +144,22 @@ def _write(args: argparse.Namespace, gen: Any, device: Any, seeds: list[int], ou
                 atomic_write_bytes(out / name, encode_png(image))
                 files.append(name)
             rows.append(images)
-    h, w = rows[0].shape[1:3]
-    grid = np.full((len(rows) * (h + GAP) - GAP, len(ts) * (w + GAP) - GAP, 3), 255, dtype=np.uint8)
-    for r, images in enumerate(rows):
-        for c, image in enumerate(images):
-            grid[r * (h + GAP): r * (h + GAP) + h, c * (w + GAP): c * (w + GAP) + w] = image
-    atomic_write_bytes(out / "grid.png", encode_png(grid))
     noise_rule = ("noise A of seed s = sample_noise(s, 0), noise B = sample_noise(s, 1) (bench.seeding: the noise "
                   "of samples 0 and 1 of a run with --seed s)" if args.mode == "noise" else
                   "one noise per seed s: sample_noise(s, 0); the text encoder outputs of prompt and prompt_b are "
                   "interpolated")
+    described = gen.describe()
     record = {"kind": "interpolate", "mode": args.mode, "interp": args.interp, "method": args.method,
-              "method_args": gen.args, "generator": gen.describe(), "prompt": args.prompt,
-              "prompt_b": args.prompt_b, "seeds": seeds, "steps": args.steps, "t": ts, "noise": noise_rule,
+              "method_args": gen.args, "generator": described, "weights": described.get("weights", "unknown"),
+              "prompt": args.prompt, "prompt_b": args.prompt_b, "seeds": seeds, "steps": args.steps, "t": ts,
+              "noise": noise_rule,
               "slerp": f"per sample, flattened, float32; norm interpolated linearly; lerp when |cos| > 1 - "
-                       f"{PARALLEL_TOL:g} or a vector is zero", "dtype": args.dtype,
-              "grid": {"file": "grid.png", "rows": "seeds", "columns": "steps", "cell": [h, w], "gap": GAP},
-              "images": files, "hardware": hardware_summary(device)}
+                       f"{PARALLEL_TOL:g} or a vector is zero", "dtype": args.dtype, "images": files,
+              "hardware": hardware_summary(device)}
+    canvas, origin = draw_grid(rows, record, GAP)
+    atomic_write_bytes(out / "grid.png", encode_png(np.asarray(canvas)))
+    record["grid"] = {"file": "grid.png", "rows": "seeds", "columns": "steps", "cell": list(rows[0].shape[1:3]),
+                      "gap": GAP, "origin": list(origin)}
     atomic_write_json(out / RECORD_FILE, record)
     print(f"interpolate: {len(seeds)} x {args.steps} images ({args.mode}, {args.interp}) in {out}; grid: "
           f"{out / 'grid.png'}")

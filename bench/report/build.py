@@ -1,14 +1,16 @@
-"""Write the whole report: every paper table (Markdown, LaTeX, CSV), the other runs, figures, image grids and
-``index.html``, from the run directories, sweeps and latency records found under the given paths."""
+"""Write the whole report: every paper table (Markdown, LaTeX, CSV), the other runs, figures, image grids,
+interpolation grids and ``index.html``, from the run directories, sweeps, latency records and ``bench
+interpolate`` folders found under the given paths."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.report.collect import FIRST, Found, collect
+from bench.report.collect import FIRST, Found, Interpolation, collect
 from bench.report.data import paper
 from bench.report.match import match
 from bench.report.tables import build_view, own_view, write_view
@@ -36,6 +38,18 @@ def _caveat_for_sweeps(found: Found) -> bool:
                for rec in found.sweeps for p in rec.points)
 
 
+def interpolation_text(item: Interpolation) -> str:
+    """One paragraph that says what an interpolation grid shows (the grid itself is labelled too)."""
+    r = item.record
+    ends = (f"noise of samples 0 and 1 of each seed, prompt {r.get('prompt')!r}" if r.get("mode") == "noise" else
+            f"A = {r.get('prompt')!r}, B = {r.get('prompt_b')!r}, noise of sample 0 of each seed")
+    warning = "" if r.get("weights") == "pretrained" else f" Weights: {r.get('weights')}: not the published model."
+    return (f"{item.folder}: {r.get('method')} {r.get('method_args') or ''}, {r.get('interp')} of the "
+            f"{'input noise' if r.get('mode') == 'noise' else 'prompt embedding'} ({ends}); rows: seeds "
+            f"{', '.join(str(s) for s in r.get('seeds', []))}; columns: t = "
+            f"{', '.join(f'{t:.2f}' for t in r.get('t', []))}.{warning}")
+
+
 def write_report(paths: Sequence[str | Path], out: str | Path, mapping: Mapping[str, list[Path]] | None = None,
                  tables: Sequence[str] | None = None, grid_samples: int = 4) -> Written:
     """Read everything under ``paths`` and write the report into ``out``; :class:`Written` says what it wrote."""
@@ -61,12 +75,13 @@ def write_report(paths: Sequence[str | Path], out: str | Path, mapping: Mapping[
 
     figures: list[Figure] = []
     if found.sweeps:
-        from bench.plots.merge_curves import plot_merge_curves
+        from bench.plots.merge_curves import ends, plot_merge_curves, sweep_label
 
         drawn = plot_merge_curves(found.sweeps, out / "merge-curves", caveat=_caveat_for_sweeps(found))
         written.files += [Path(f) for f in drawn["files"]]
         figures.append(Figure("Merge curves (Figs. 3 and 7)", out / "merge-curves.png",
-                              f"{len(found.sweeps)} sweep(s): " + ", ".join(s.path for s in found.sweeps)))
+                              f"{len(found.sweeps)} sweep(s), lambda = 1 is A, 0 is B: "
+                              + "; ".join(f"{sweep_label(s)} ({s.path}): {ends(s)}" for s in found.sweeps)))
     else:
         figures.append(Figure("Merge curves (Figs. 3 and 7)", None, "No sweep found (python -m bench sweep-merge)."))
     for name, title, fn, keys in (("fid-clip", "FID against CLIP score", plots.plot_fid_clip, ("fid", "clip_score")),
@@ -95,7 +110,15 @@ def write_report(paths: Sequence[str | Path], out: str | Path, mapping: Mapping[
             written.files.append(path)
         grid_figs.append(Figure(title, path, text))
 
+    interp_figs = []
+    for k, item in enumerate(found.interpolations, 1):
+        target = out / f"interpolation-{k}.png"
+        shutil.copyfile(item.grid, target)
+        written.files.append(target)
+        mode = "noise" if item.record.get("mode") == "noise" else "prompt"
+        interp_figs.append(Figure(f"Interpolation {k}: {item.record.get('method')}, {mode} "
+                                  f"({'Fig. 13' if mode == 'noise' else 'Fig. 14'})", target, interpolation_text(item)))
     page = Page(notice=the_paper.notice, tables=views, own=own, figures=figures, grids=grid_figs, runs=found.runs,
-                latency=found.latency, warnings=found.warnings)
+                latency=found.latency, warnings=found.warnings, interpolations=interp_figs)
     written.files.append(write_html(page, out))
     return written

@@ -1,9 +1,11 @@
-"""Find what a report reads: run directories, merge sweeps and ``bench latency`` records, through the typed
-loaders (:func:`bench.results.load`, :func:`bench.results.load_latency`, :func:`bench.sweep_record.load_sweep`).
-A file that cannot be read is named in a one-line warning and skipped."""
+"""Find what a report reads: run directories, merge sweeps, ``bench latency`` records and ``bench interpolate``
+folders, through the typed loaders (:func:`bench.results.load`, :func:`bench.results.load_latency`,
+:func:`bench.sweep_record.load_sweep`, :func:`load_interpolation`). A file that cannot be read is named in a
+one-line warning and skipped."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.interp import RECORD_FILE as INTERPOLATION_FILE
 from bench.results import RESULTS_FILE, LatencyRecord, Results, load, load_latency
 from bench.sweep_record import SWEEP_FILE, SweepRecord, load_sweep
 
@@ -29,14 +32,38 @@ class Latency:
 
 
 @dataclass
+class Interpolation:
+    """A ``bench interpolate`` folder: its record (``interpolate.json``) and its labelled grid."""
+
+    folder: Path
+    record: dict
+    grid: Path
+
+
+def load_interpolation(path: Path) -> Interpolation:
+    """The interpolation whose ``interpolate.json`` is ``path``; BenchError when it is not one or its grid is gone."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"not a readable interpolation record ({exc}); rerun `python -m bench interpolate`") from exc
+    if not isinstance(record, dict) or record.get("kind") != "interpolate" or not isinstance(record.get("grid"), dict):
+        raise BenchError("not a `bench interpolate` record (kind, grid); rerun `python -m bench interpolate`")
+    grid = path.parent / str(record["grid"].get("file", "grid.png"))
+    if not grid.is_file():
+        raise BenchError(f"its grid {grid} is missing; rerun `python -m bench interpolate` into that folder")
+    return Interpolation(path.parent, record, grid)
+
+
+@dataclass
 class Found:
     runs: list[Results] = field(default_factory=list)
     sweeps: list[SweepRecord] = field(default_factory=list)
     latency: list[Latency] = field(default_factory=list)
+    interpolations: list[Interpolation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.runs or self.sweeps or self.latency)
+        return not (self.runs or self.sweeps or self.latency or self.interpolations)
 
 
 def _is_latency_file(name: str) -> bool:
@@ -53,7 +80,8 @@ def _walk(root: Path) -> Iterable[tuple[Path, list[str]]]:
 
 
 def collect(paths: Iterable[str | Path], warn: bool = True) -> Found:
-    """Every run, sweep and latency record under ``paths`` (folders are searched recursively), each once."""
+    """Every run, sweep, latency record and interpolation under ``paths`` (folders are searched recursively),
+    each once."""
     found = Found()
     seen: set[Path] = set()
 
@@ -82,6 +110,8 @@ def collect(paths: Iterable[str | Path], warn: bool = True) -> Found:
                         found.sweeps.append(load_sweep(path))
                     elif _is_latency_file(name):
                         found.latency.append(Latency(str(path), load_latency(path)))
+                    elif name == INTERPOLATION_FILE:
+                        found.interpolations.append(load_interpolation(path))
                 except BenchError as exc:
                     skip(path, exc)
     return found

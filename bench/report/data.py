@@ -39,6 +39,9 @@ class Row:
     source: str = "paper"
     sources: dict[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    #: Columns whose printed value is known to be wrong or misplaced (the row's problems say why): never bold,
+    #: and a difference taken from one carries the erratum's mark.
+    errata: tuple[str, ...] = ()
 
     def mark(self, key: str) -> str:
         """Source mark of cell ``key``."""
@@ -53,6 +56,8 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
     problems: tuple[str, ...] = ()
+    #: Notes printed with the table that are not problems (e.g. which cells the authors re-timed).
+    notes: tuple[str, ...] = ()
     #: What ``bench reproduce`` runs for it: suite names and/or ``latency`` (default: what its columns need).
     reproduce: tuple[str, ...] = ()
 
@@ -71,10 +76,22 @@ class Model:
     train: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     differs: str = ""
+    #: The model whose timing stands for this one (same architecture; timing does not depend on the weights).
+    timing: str | None = None
+    #: A stand-in for an architecture, timed with random weights (``sbv2-arch``): random weights are the plan.
+    architecture: bool = False
 
     @property
     def trained(self) -> bool:
         return bool(self.train)
+
+
+@dataclass(frozen=True)
+class Inconsistency:
+    """A place where the paper contradicts itself, listed with every table in ``tables``."""
+
+    tables: tuple[str, ...]
+    text: str
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,7 @@ class Paper:
     protocols: dict[str, dict[str, Any]]
     models: dict[str, Model]
     tables: tuple[Table, ...]
+    inconsistencies: tuple[Inconsistency, ...] = ()
 
     def table(self, table_id: str) -> Table:
         for t in self.tables:
@@ -95,9 +113,25 @@ class Paper:
         name = (column.protocol if column is not None and column.protocol else "") or table.protocol
         return {"name": name, **self.protocols.get(name, {})}
 
+    def notes_of(self, table: Table) -> list[str]:
+        """Every note printed with ``table``, in order: its problems, the paper's inconsistencies that concern it,
+        its notes, then the notes of its protocols that apply to its measured columns."""
+        out = list(table.problems)
+        out += [f"Paper inconsistency: {i.text}" for i in self.inconsistencies if table.id in i.tables]
+        out += list(table.notes)
+        measures = {c.measure for c in table.measured_columns()}
+        names = dict.fromkeys([table.protocol] + [c.protocol for c in table.columns if c.protocol])
+        for name in names:
+            for note in self.protocols.get(name, {}).get("notes", ()):
+                if not note.get("measures") or measures & set(note["measures"]):
+                    out.append(note["text"])
+        return list(dict.fromkeys(out))
+
     def model_ids(self) -> list[str]:
-        """Every model id a row names (with or without a plan), in table order."""
-        return list(dict.fromkeys(r.model for t in self.tables for r in t.rows))
+        """Every model id a row names (with or without a plan), in table order, then the models that time them."""
+        rows = [r.model for t in self.tables for r in t.rows]
+        timing = [m.timing for m in (self.models.get(r) for r in rows) if m is not None and m.timing]
+        return list(dict.fromkeys(rows + timing))
 
 
 def _row(raw: dict[str, Any], where: str) -> Row:
@@ -106,15 +140,25 @@ def _row(raw: dict[str, Any], where: str) -> Row:
     for mark in (source, *sources.values()):
         if mark not in SOURCES:
             raise ValueError(f"{where}: source mark {mark!r} is not one of {SOURCES}")
+    errata = tuple(raw.get("errata") or ())
+    if set(errata) - set(raw["values"]):
+        raise ValueError(f"{where}: errata name cells without a value: {sorted(set(errata) - set(raw['values']))}")
+    if errata and not raw.get("problems"):
+        raise ValueError(f"{where}: errata need the row's problems to say what is wrong")
     return Row(label=raw["label"], model=raw["model"], values={k: str(v) for k, v in raw["values"].items()},
-               source=source, sources=sources, problems=tuple(raw.get("problems") or ()))
+               source=source, sources=sources, problems=tuple(raw.get("problems") or ()), errata=errata)
 
 
 def parse_paper(data: dict[str, Any]) -> Paper:
     """A :class:`Paper` from the TOML object; ValueError/KeyError on a malformed file."""
     models = {k: Model(id=k, method=v.get("method"), method_args=dict(v.get("method_args") or {}),
                        train=tuple(v.get("train") or ()), needs=tuple(v.get("needs") or ()),
-                       differs=str(v.get("differs", ""))) for k, v in data["models"].items()}
+                       differs=str(v.get("differs", "")), timing=v.get("timing"),
+                       architecture=bool(v.get("architecture", False))) for k, v in data["models"].items()}
+    for m in models.values():
+        for dep in (*m.needs, *([m.timing] if m.timing else [])):
+            if dep not in models:
+                raise ValueError(f"model {m.id} names unknown model {dep!r}")
     tables = []
     for t in data["tables"]:
         columns = tuple(Column(key=c["key"], label=c["label"], measure=c.get("measure"), higher=c.get("higher"),
@@ -126,9 +170,15 @@ def parse_paper(data: dict[str, Any]) -> Paper:
             if unknown:
                 raise ValueError(f"{t['id']}/{r.label}: values for unknown columns {sorted(unknown)}")
         tables.append(Table(id=t["id"], title=t["title"], protocol=t["protocol"], columns=columns, rows=rows,
-                            problems=tuple(t.get("problems") or ()), reproduce=tuple(t.get("reproduce") or ())))
+                            problems=tuple(t.get("problems") or ()), notes=tuple(t.get("notes") or ()),
+                            reproduce=tuple(t.get("reproduce") or ())))
+    ids = {t.id for t in tables}
+    inconsistencies = tuple(Inconsistency(tuple(i["tables"]), i["text"]) for i in data.get("inconsistencies") or ())
+    for inc in inconsistencies:
+        if set(inc.tables) - ids:
+            raise ValueError(f"inconsistency {inc.text[:40]!r}... names unknown tables {sorted(set(inc.tables) - ids)}")
     return Paper(notice=data["notice"], sources=dict(data["sources"]), protocols=dict(data["protocols"]),
-                 models=models, tables=tuple(tables))
+                 models=models, tables=tuple(tables), inconsistencies=inconsistencies)
 
 
 @functools.lru_cache(maxsize=1)

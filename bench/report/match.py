@@ -15,7 +15,10 @@ A run is matched by what it evaluated, never by its directory name. Rules, in or
    Students without a recipe (the SBv2 release's checkpoint, older exports) need ``--map``.
 
 A latency record (timing does not depend on a model's weights) matches by method as in rule 2, or when its file
-is named ``latency-MODEL.json`` (what ``bench reproduce`` writes) and its method is that model's.
+is named ``latency-MODEL.json`` (what ``bench reproduce`` writes) and its method is that model's. A model with
+``timing = OTHER`` (the SBv2 students share one architecture) takes OTHER's record; OTHER being an architecture
+stand-in timed with random weights (``sbv2-arch``), random weights do not make that cell not comparable (a
+toy-size network still does).
 
 When several runs match one row, the one on the table's suite wins, then a comparable one, then the one with
 more samples, then the newest.
@@ -220,10 +223,13 @@ def run_reasons(run: Results, protocol: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-def latency_reasons(lat: Latency, protocol: Mapping[str, Any]) -> list[str]:
+def latency_reasons(lat: Latency, protocol: Mapping[str, Any], architecture: bool = False) -> list[str]:
+    """Why a latency record cannot be set beside a cell measured under ``protocol``. ``architecture``: the record
+    times an architecture stand-in, for which random weights (at full size) are the plan."""
     data = lat.record.data
     reasons = []
-    if data.get("weights") not in (None, "pretrained"):
+    stand_in = architecture and data.get("weights") == "random" and lat.record.method_args.get("size") != "tiny"
+    if data.get("weights") not in (None, "pretrained") and not stand_in:
         reasons.append(f"generator weights are {data.get('weights')}")
     hardware = protocol.get("hardware")
     if hardware and hardware.lower() not in lat.record.device.lower():
@@ -254,11 +260,15 @@ def measure(paper: Paper, table: Table, column: Column, model_id: str, matches: 
     if key is None:
         return None
     if key in LATENCY_MEASURES:
-        lats = [lt for lt in matches.latency.get(model_id, []) if LATENCY_MEASURES[key](lt.record) is not None]
+        model = paper.models.get(model_id)
+        timed = paper.models.get(model.timing) if model is not None and model.timing else model
+        timed_id = timed.id if timed is not None else model_id
+        arch = timed is not None and timed.architecture
+        lats = [lt for lt in matches.latency.get(timed_id, []) if LATENCY_MEASURES[key](lt.record) is not None]
         if not lats:
             return None
-        lat = min(lats, key=lambda lt: (len(latency_reasons(lt, protocol)), lt.path))
-        reasons = latency_reasons(lat, protocol)
+        lat = min(lats, key=lambda lt: (len(latency_reasons(lt, protocol, arch)), lt.path))
+        reasons = latency_reasons(lat, protocol, arch)
         return Measurement(LATENCY_MEASURES[key](lat.record), not reasons, reasons, lat.path)
     runs = [r for r in matches.runs.get(model_id, []) if key in r.metrics]
     if not runs:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.plots import CAVEAT
+from bench.plots import add_footnote, short
 from bench.report.collect import Latency
 from bench.results import Results
 
@@ -26,9 +26,8 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, out_stem: Path, caveat: bool) -> list[Path]:
-    if caveat:
-        fig.text(0.5, 0.005, CAVEAT, ha="center", va="bottom", fontsize=7, color="#a00000")
-    fig.tight_layout(rect=(0, 0.04 if caveat else 0, 1, 1))
+    bottom = add_footnote(fig) if caveat else 0.0
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
     for p in paths:
         fig.savefig(p, dpi=110)
@@ -37,20 +36,28 @@ def _save(fig: Any, out_stem: Path, caveat: bool) -> list[Path]:
 
 
 def _label(run: Results) -> str:
-    return Path(run.run_dir).name or run.method
+    return short(Path(run.run_dir).name or run.method)
 
 
 def _scatter(runs: Sequence[Results], x: str, y: str, xlabel: str, ylabel: str, title: str,
              out_stem: Path) -> list[Path]:
+    """One marker per run (filled: comparable; x: not), named in a legend beside the axes (labels written at
+    the points would collide when runs lie close together)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
-    for run in runs:
-        ax.scatter(run.metrics[x], run.metrics[y], marker="o" if run.comparable else "x")
-        ax.annotate(_label(run), (run.metrics[x], run.metrics[y]), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7.5, max(3.6, 1.2 + 0.22 * len(runs))))
+    colors = plt.get_cmap("tab20").colors
+    for i, run in enumerate(runs):
+        ax.scatter(run.metrics[x], run.metrics[y], marker="o" if run.comparable else "x",
+                   color=colors[i % len(colors)], label=_label(run))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.ticklabel_format(useOffset=False)
     ax.set_title(title + " (x: not comparable)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     return _save(fig, out_stem, any(r.weights != "pretrained" for r in runs))
 
 
@@ -66,19 +73,26 @@ def plot_precision_recall(runs: Sequence[Results], out_stem: Path) -> list[Path]
 
 
 def plot_latency(records: Sequence[Latency], out_stem: Path) -> list[Path]:
-    """Mean latency of one inference and throughput (images/s at the record's batch size), per record."""
+    """Mean latency of one inference and throughput (images/s at the record's batch size), per record: horizontal
+    bars, one line of text per record (method, options, device, dtype)."""
     plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.0, 3.2))
-    names = [f"{lt.record.method}\n{lt.record.device}\n{lt.record.dtype}" for lt in records]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.0, 1.4 + 0.32 * len(records)), sharey=True)
+    names = [short(f"{lt.record.method} {','.join(f'{k}={v}' for k, v in lt.record.method_args.items())}".strip(), 40)
+             + f" | {short(lt.record.device, 24)} | {lt.record.dtype}" for lt in records]
     ms = [lt.record.mean_ms for lt in records]
     batch = [int((lt.record.data.get("protocol") or {}).get("batch_size") or 1) for lt in records]
-    a1.bar(range(len(ms)), ms, color="#4c72b0")
-    a1.set_ylabel("ms per inference")
+    rows = range(len(records))
+    a1.barh(rows, ms, color="#4c72b0")
+    a1.set_xlabel("ms per inference")
     a1.set_title("Latency (Table 8)", fontsize=9)
-    a2.bar(range(len(ms)), [b * 1000.0 / m for b, m in zip(batch, ms, strict=True)], color="#55a868")
-    a2.set_ylabel("images / s")
+    a2.barh(rows, [b * 1000.0 / m for b, m in zip(batch, ms, strict=True)], color="#55a868")
+    a2.set_xlabel("images / s")
     a2.set_title("Throughput", fontsize=9)
+    a1.set_yticks(list(rows), names, fontsize=7)
+    a1.invert_yaxis()
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (a1, a2):
-        ax.set_xticks(range(len(names)), names, fontsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     caveat = any(lt.record.data.get("weights") not in (None, "pretrained") for lt in records)
     return _save(fig, out_stem, caveat)

@@ -3,8 +3,10 @@
 A public model's row becomes ``python -m bench run`` (and ``bench latency`` for timing tables) with the run
 name ``<suite>-<model id>``, which the report matches by name. A model trained here first lists its
 ``python -m training`` commands (presets ``sbv2-a``, ``sbv2-b``, ``swiftbrush``; what differs from the paper
-is printed), then its evaluation with ``--method sbv2 --method-args weights=<models>/<model id>``. Rows whose
-model cannot be run here (StyleGAN-T, GigaGAN, ...) are listed as such.
+is printed, for it and for every model it is built from), then its evaluation with ``--method sbv2
+--method-args weights=<models>/<model id>``. A model with ``timing`` (the SBv2 students: one architecture) is
+timed through that model, once, with random weights, and is not trained for a table that only times it. Rows
+whose model cannot be run here (StyleGAN-T, GigaGAN, ...) are listed as such.
 """
 
 from __future__ import annotations
@@ -86,16 +88,46 @@ def _suite_args(options: Mapping[str, Any], table_profile: str | None) -> dict[s
     return args
 
 
-def _train_steps(model: Model, paper: Paper, paths: Mapping[str, str], done: set[str]) -> list[Step]:
+def _train_steps(model: Model, paper: Paper, paths: Mapping[str, str], done: set[str], label: str,
+                 notes: list[str]) -> list[Step]:
+    """The training commands of ``model`` after those of the models it needs; what differs from the paper, for
+    each of them, is added to ``notes`` (once)."""
     steps: list[Step] = []
     for dep in model.needs:
-        steps += _train_steps(paper.models[dep], paper, paths, done)
+        steps += _train_steps(paper.models[dep], paper, paths, done, label, notes)
     if model.id in done:
         return steps
     done.add(model.id)
+    if model.differs:
+        notes.append(f"{model.id} ({label}): differs from the paper: {model.differs}")
     for text in model.train:
         steps.append(Step("train", model.id, shlex.split(text.format(**paths))))
     return steps
+
+
+def _model_steps(model: Model, paper: Paper, paths: Mapping[str, str], trained: set[str], label: str,
+                 notes: list[str]) -> list[Step]:
+    """What comes before a model's run or timing: its training commands (and their notes), or its note."""
+    if model.trained:
+        return _train_steps(model, paper, paths, trained, label, notes)
+    if model.differs:
+        notes.append(f"{model.id} ({label}): {model.differs}")
+    return []
+
+
+def _method_args(model: Model, models_dir: str) -> dict[str, Any]:
+    """The ``--method-args`` of a model: a trained one's weights folder first, then its plan's options."""
+    return {"weights": f"{models_dir}/{model.id}", **model.method_args} if model.trained else dict(model.method_args)
+
+
+def _latency_step(model: Model, models_dir: str, out: str, options: Mapping[str, Any]) -> Step:
+    method_args = _method_args(model, models_dir)
+    dest = f"{out}/latency/latency-{model.id}.json"
+    argv = ["latency", "--method", str(model.method), *(["--method-args", _kv(method_args)] if method_args else []),
+            "--out", dest]
+    if options.get("device") is not None:
+        argv += ["--device", str(options["device"])]
+    return Step("latency", model.id, argv, {"out": dest, "method_args": _kv(method_args)})
 
 
 def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
@@ -115,6 +147,9 @@ def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
     notes: list[str] = []
     trained: set[str] = set()
     seen: set[str] = set()
+    timed: set[str] = set()
+    wanted = needs(table, paper)
+    suites = [w for w in wanted if w != "latency"]
     for row in table.rows:
         model = paper.models.get(row.model)
         if model is None or model.method is None:
@@ -123,26 +158,21 @@ def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
         if model.id in seen:
             continue
         seen.add(model.id)
-        method_args = dict(model.method_args)
-        if model.trained:
-            steps += _train_steps(model, paper, paths, trained)
-            method_args = {"weights": f"{models_dir}/{model.id}", **method_args}
-            if model.differs:
-                notes.append(f"{model.id} ({row.label}): differs from the paper: {model.differs}")
-        elif model.differs:
-            notes.append(f"{model.id} ({row.label}): {model.differs}")
+        if "latency" in wanted:
+            stand_in = paper.models[model.timing] if model.timing else model
+            if stand_in.id not in timed:
+                timed.add(stand_in.id)
+                steps += _model_steps(stand_in, paper, paths, trained, row.label, notes)
+                steps.append(_latency_step(stand_in, models_dir, out, options))
+        if not suites:
+            continue
+        steps += _model_steps(model, paper, paths, trained, row.label, notes)
+        method_args = _method_args(model, models_dir)
         args_flag = ["--method-args", _kv(method_args)] if method_args else []
-        for what in needs(table, paper):
-            if what == "latency":
-                dest = f"{out}/latency/latency-{model.id}.json"
-                argv = ["latency", "--method", model.method, *args_flag, "--out", dest]
-                if options.get("device") is not None:
-                    argv += ["--device", str(options["device"])]
-                steps.append(Step("latency", model.id, argv, {"out": dest}))
-                continue
+        for what in suites:
             name = f"{what}-{model.id}"
             suite_flag = ["--suite-args", _kv(suite_args)] if suite_args else []
-            argv = ["run", "--method", model.method, *args_flag, "--suite", what, *suite_flag, "--out", out,
+            argv = ["run", "--method", str(model.method), *args_flag, "--suite", what, *suite_flag, "--out", out,
                     "--run-name", name, *passthrough]
             steps.append(Step("run", model.id, argv, {"method": model.method, "method_args": _kv(method_args),
                                                       "suite": what, "out": out, "run_name": name}))
@@ -153,16 +183,18 @@ def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
     if table.reproduce == ("latency",) and any(c.measure == "fid" for c in table.columns):
         notes.append("its FID column reads the coco30k runs of `python -m bench reproduce table3`")
     report = ["report", "--runs", out, "--out", str(options.get("report") or "report"), "--tables", table.id]
-    return Plan(table, steps, notes, report)
+    return Plan(table, steps, list(dict.fromkeys(notes)), report)
 
 
 def missing_models(p: Plan) -> list[str]:
-    """Trained models whose weights directory is not there yet."""
-    dirs = {s.model: s.fields["method_args"] for s in p.steps if s.kind == "run"}
+    """Weights folders of trained models that a run or latency step reads and that are not there yet (checked
+    before anything runs, so a plan never stops half way for a missing model)."""
+    trained = {s.model for s in p.steps if s.kind == "train"}
     out = []
     for s in p.steps:
-        if s.kind == "train" and s.model in dirs:
-            weights = dict(kv.split("=", 1) for kv in dirs[s.model].split(","))["weights"]
-            if not (Path(weights) / "bench_model.json").is_file() and weights not in out:
-                out.append(weights)
+        if s.kind == "train" or s.model not in trained or not s.fields.get("method_args"):
+            continue
+        weights = dict(kv.split("=", 1) for kv in s.fields["method_args"].split(",")).get("weights")
+        if weights and not (Path(weights) / "bench_model.json").is_file() and weights not in out:
+            out.append(weights)
     return out

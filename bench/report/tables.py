@@ -3,7 +3,9 @@
 For every measured column a table has three: the paper's value (verbatim), the measured value and the difference
 (measured - paper). A measurement that cannot be compared (random weights, ``--limit``, another suite, prompt
 list, HPS version or hardware) is shown with a dagger and its reasons under the table. The best value of each
-column is bold (the paper's among the paper's values, the measured among comparable measurements).
+column is bold (the paper's among the paper's values, the measured among comparable measurements). A paper cell
+with a known erratum (``errata`` in the paper data) is never bold, and it and the difference taken from it carry
+the erratum's note number. Every note (problems, the paper's inconsistencies, protocol quirks) is in every format.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class TableView:
     protocol: str = ""
     #: False for runs that match no paper row: no paper, source and difference columns.
     paper: bool = True
+    #: The table's own notes (problems, the paper's inconsistencies, protocol quirks), not the rows'.
+    table_notes: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> int:
         if text not in self.notes:
@@ -78,12 +82,14 @@ def build_view(paper: Paper, table: Table, matches: Matches) -> TableView:
     view = TableView(table, rows, protocol=f"{proto.get('metrics', table.protocol)}; prompts: "
                                            f"{proto.get('prompts', 'n/a')}")
     for col in table.columns:
-        paper_vals = {i: as_number(r.row.values.get(col.key)) for i, r in enumerate(rows)}
+        paper_vals = {i: as_number(r.row.values.get(col.key)) for i, r in enumerate(rows)
+                      if col.key not in r.row.errata}
         view.best_paper[col.key] = _best({i: v for i, v in paper_vals.items() if v is not None}, col.higher)
         meas = {i: r.measured[col.key].value for i, r in enumerate(rows)
                 if col.key in r.measured and r.measured[col.key].comparable and r.measured[col.key].value is not None}
         view.best_measured[col.key] = _best(meas, col.higher)  # type: ignore[arg-type]
-    for p in table.problems:
+    view.table_notes = paper.notes_of(table)
+    for p in view.table_notes:
         view.note(p)
     return view
 
@@ -115,6 +121,8 @@ def grid(view: TableView, dagger: str = DAGGER) -> Grid:
             text = rv.row.values.get(col.key, "-")
             if rv.row.mark(col.key) != rv.row.source and col.key in rv.row.values:
                 text += f" ({rv.row.mark(col.key)})"
+            erratum = "".join(f" [{view.note(p)}]" for p in rv.row.problems) if col.key in rv.row.errata else ""
+            text += erratum
             if i in view.best_paper.get(col.key, ()):
                 bold.add((i, len(line)))
             line.append(text)
@@ -131,7 +139,7 @@ def grid(view: TableView, dagger: str = DAGGER) -> Grid:
             if i in view.best_measured.get(col.key, ()):
                 bold.add((i, len(line)))
             paper_value = as_number(rv.row.values.get(col.key))
-            line += [shown, "" if paper_value is None else f"{m.value - paper_value:+.{places}f}"]
+            line += [shown, "" if paper_value is None else f"{m.value - paper_value:+.{places}f}{erratum}"]
         line.append(", ".join(rv.runs))
         body.append(line)
     if view.paper:
@@ -158,41 +166,156 @@ def markdown(view: TableView) -> str:
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", DAGGER: r"$^\dagger$"}
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", DAGGER: r"$^\dagger$",
+        "‡": r"$^\ddagger$"}
 
 
-def tex_escape(text: str) -> str:
+_BREAK = "\x01"
+
+
+def tex_escape(text: str, breakable: bool = False) -> str:
+    """``text`` as LaTeX; ``breakable``: a line may break after ``/``, ``-`` and ``_`` and every 10 characters of
+    a longer unbroken run (paths and run names in a narrow column or in notes)."""
     text = re.sub(DAGGER + r"(\d+)", lambda m: "\0DAG" + m.group(1) + "\0", text)
-    out = "".join(_TEX.get(ch, ch) for ch in text)
+    if breakable:
+        text = re.sub(r"[/_-]", lambda m: m.group(0) + _BREAK, text)
+        text = re.sub(r"[^\s/_\x00\x01-]{13,}",
+                      lambda m: _BREAK.join(m.group(0)[k:k + 10] for k in range(0, len(m.group(0)), 10)), text)
+    out = "".join(_TEX.get(ch, ch) for ch in text).replace(_BREAK, "\\allowbreak{}")
     return re.sub("\0DAG(\\d+)\0", lambda m: f"$^{{\\dagger{m.group(1)}}}$", out)
 
 
-def latex(view: TableView) -> str:
+@dataclass
+class Stacked:
+    """A table as narrow as the paper's: one column per paper column; each paper row is followed, when
+    anything was measured for it, by a ``measured`` line and a ``difference`` line (``kinds`` says which)."""
+
+    header: list[str]
+    body: list[list[str]]
+    kinds: list[str]
+    bold: set[tuple[int, int]]
+    notes: list[str]
+
+
+def stacked(view: TableView) -> Stacked:
+    """:func:`grid` reshaped: label, source (paper views), one cell per paper column, then the runs."""
     g = grid(view)
+    first = 2 if view.paper else 1
+    header = g.header[:first]
+    for col in view.table.columns:
+        unit = f" ({col.unit})" if col.unit and f"({col.unit})" not in col.label else ""
+        header.append(col.label + unit)
+    header.append("Run")
+    body: list[list[str]] = []
+    kinds: list[str] = []
+    bold: set[tuple[int, int]] = set()
+    for i, wide in enumerate(g.body):
+        lines = {"paper": [], "measured": [], "difference": []}
+        flags: dict[str, set[int]] = {"paper": set(), "measured": set()}
+        j = first
+        for col in view.table.columns:
+            if not view.paper:
+                parts = {"measured": j}
+            elif col.measure:
+                parts = {"paper": j, "measured": j + 1, "difference": j + 2}
+            else:
+                parts = {"paper": j}
+            for kind, cells in lines.items():
+                where = parts.get(kind)
+                if where is not None and (i, where) in g.bold and kind in flags:
+                    flags[kind].add(len(cells))
+                cells.append("" if where is None else wide[where])
+            j += len(parts)
+        run = wide[-1]
+        if view.paper:
+            order = ["paper"] + (["measured", "difference"] if any(lines["measured"]) else [])
+        else:
+            order = ["measured"]
+        for kind in order:
+            if kind == "paper":
+                lead = wide[:first]
+            elif view.paper:
+                lead = [kind, ""]
+            else:
+                lead = [wide[0]]
+            bold |= {(len(body), first + k) for k in flags.get(kind, ())}
+            body.append(lead + lines[kind] + [run if kind == "measured" else ""])
+            kinds.append(kind)
+    return Stacked(header, body, kinds, bold, g.notes)
+
+
+#: The text width LaTeX tables are laid out for: article class, 10 pt, A4 or letter paper (345 pt).
+TEXT_WIDTH_PT = 345.0
+#: The label column's width (a fraction of the line width; labels wrap).
+LABEL_WIDTH = 0.22
+
+
+def _tex_lines(text: str, parts: list[str]) -> str:
+    """A header cell on up to two lines (a nested tabular), so narrow numeric columns keep a narrow header."""
+    if len(parts) < 2:
+        return text
+    return "\\begin{tabular}[b]{@{}c@{}}" + " \\\\ ".join(parts) + "\\end{tabular}"
+
+
+def _split(text: str, at: str = " ") -> list[str]:
+    """``text`` in two lines at the ``at`` nearest its middle (one line when short)."""
+    if len(text) <= 9 or at not in text:
+        return [text]
+    cuts = [k for k in range(len(text)) if text.startswith(at, k)]
+    k = min(cuts, key=lambda c: abs(c - len(text) / 2))
+    return [text[:k + len(at)].strip(), text[k + len(at):].strip()]
+
+
+#: At most this many value columns in one tabular; a view with more (runs with many metrics) is split.
+MAX_VALUE_COLUMNS = 7
+
+
+def latex(view: TableView) -> str:
+    """A booktabs table as narrow as the paper's (see :func:`stacked`), in ``\\scriptsize``, whose label column
+    wraps at :data:`LABEL_WIDTH` of the line; the runs are in the CSV, Markdown and HTML (paths do not fit)."""
+    g = stacked(view)
+    first = 2 if view.paper else 1
+    values = list(range(first, len(g.header) - 1))  # without the run column
+    blocks = [values[k:k + MAX_VALUE_COLUMNS] for k in range(0, len(values), MAX_VALUE_COLUMNS)] or [[]]
 
     def cell(i: int, j: int, text: str) -> str:
+        if j == 0 and g.kinds[i] != "paper" and view.paper:
+            return "\\quad " + ("$\\Delta$" if text == "difference" else tex_escape(text))
+        if j == 0:
+            return f"\\raggedright {tex_escape(text, breakable=True)}"
+        if j == 1 and view.paper:
+            return _tex_lines(text, [tex_escape(p) for p in _split(text, ", ")])
         text = tex_escape(text)
         return f"\\textbf{{{text}}}" if (i, j) in g.bold and text else text
 
-    header = [tex_escape(h).replace(" diff", r" $\Delta$") for h in g.header]
     lines = [f"% {view.table.title} (sbv2-bench report; requires \\usepackage{{booktabs}})",
-             "\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{tex_escape(view.table.title)}}}",
-             "\\begin{tabular}{" + "l" * 2 + "r" * (len(g.header) - 3) + "l}", "\\toprule",
-             " & ".join(header) + r" \\", "\\midrule"]
-    lines += [" & ".join(cell(i, j, t) for j, t in enumerate(r)) + r" \\" for i, r in enumerate(g.body)]
-    lines += ["\\bottomrule", "\\end{tabular}"]
+             "\\begin{table}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
+             f"\\caption{{{tex_escape(view.table.title)}}}"]
+    for b, block in enumerate(blocks):
+        keep = list(range(first)) + block
+        header = [_tex_lines(g.header[j], [tex_escape(p) for p in _split(g.header[j])]) for j in keep]
+        spec = f"p{{{LABEL_WIDTH}\\linewidth}}" + ("l" if view.paper else "") + "r" * len(block)
+        lines += (["\\par\\medskip"] if b else []) + ["\\begin{tabular}{" + spec + "}", "\\toprule",
+                                                      " & ".join(header) + r" \\", "\\midrule"]
+        for i, r in enumerate(g.body):
+            if i and g.kinds[i] == "paper" and g.kinds[i - 1] != "paper":
+                lines.append("\\addlinespace")
+            lines.append(" & ".join(cell(i, j, r[j]) for j in keep) + r" \\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
     if g.notes:
-        lines.append("\\par\\footnotesize " + " ".join(f"[{k}] {tex_escape(n)}" for k, n in enumerate(g.notes, 1)))
+        lines.append("\\par\\footnotesize " + " ".join(f"[{k}] {tex_escape(n, breakable=True)}"
+                                                      for k, n in enumerate(g.notes, 1)))
     lines.append("\\end{table}")
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("table", "row", "model", "column", "unit", "higher_is_better", "paper", "source", "measured",
-              "difference", "comparable", "not_comparable_because", "run", "problems")
+CSV_FIELDS = ("table", "row", "model", "column", "unit", "higher_is_better", "paper", "source", "erratum",
+              "measured", "difference", "comparable", "not_comparable_because", "run", "problems", "table_notes")
 
 
 def csv_text(view: TableView) -> str:
-    """Long format: one line per (row, column) with a paper value or a measurement; full precision."""
+    """Long format: one line per (row, column) with a paper value or a measurement; full precision. ``erratum``:
+    what is wrong with this paper cell (its difference inherits it); ``table_notes``: the table's notes."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -206,11 +329,13 @@ def csv_text(view: TableView) -> str:
             w.writerow({"table": view.table.id, "row": rv.row.label, "model": rv.row.model, "column": col.key,
                         "unit": col.unit, "higher_is_better": "" if col.higher is None else col.higher,
                         "paper": paper_text or "", "source": rv.row.mark(col.key) if paper_text else "",
+                        "erratum": " ".join(rv.row.problems) if col.key in rv.row.errata else "",
                         "measured": "" if m is None or m.value is None else repr(m.value),
                         "difference": "" if m is None or m.value is None or p is None else repr(m.value - p),
                         "comparable": "" if m is None else m.comparable,
                         "not_comparable_because": "" if m is None else "; ".join(m.reasons),
-                        "run": "" if m is None else m.source, "problems": " ".join(rv.row.problems)})
+                        "run": "" if m is None else m.source, "problems": " ".join(rv.row.problems),
+                        "table_notes": " | ".join(view.table_notes)})
     return buf.getvalue()
 
 
