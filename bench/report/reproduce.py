@@ -1,7 +1,8 @@
 """``bench reproduce TABLE``: the runs a paper table needs, as exact commands (``--dry-run``) or run in order.
 
 A public model's row becomes ``python -m bench run`` (and ``bench latency`` for timing tables) with the run
-name ``<suite>-<model id>``, which the report matches by name. A model trained here first lists its
+name ``<suite>-<model id>`` under the protocol profile the table was measured with; the report matches the run
+by what it evaluated (:mod:`bench.report.match`), not by that name. A model trained here first lists its
 ``python -m training`` commands (presets ``sbv2-a``, ``sbv2-b``, ``swiftbrush``; what differs from the paper
 is printed, for it and for every model it is built from), then its evaluation with ``--method sbv2
 --method-args weights=<models>/<model id>``. A model with ``timing`` (the SBv2 students: one architecture) is
