@@ -46,6 +46,12 @@ SWIFTBRUSH = "thuanz123/swiftbrush"
 INSTAFLOW = "XCLIU/instaflow_0_9B_from_sd_1_5"
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 TAESD = "madebyollin/taesd"
+SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_TURBO = "stabilityai/sdxl-turbo"
+DMD2 = "tianweiy/DMD2"
+SDXL_LIGHTNING = "ByteDance/SDXL-Lightning"
+HYPER_SD = "ByteDance/Hyper-SD"
+LCM_DREAMSHAPER = "SimianLuo/LCM_Dreamshaper_v7"
 #: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
 MARKER = "bench_toy_hub.json"
 
@@ -69,6 +75,14 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     SWIFTBRUSH: {"_class_name": "DDPMScheduler", **_SCHEDULER_COMMON, "variance_type": "fixed_small"},
     INSTAFLOW: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
     SD15: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
+    SDXL_BASE: {"_class_name": "EulerDiscreteScheduler", **_SCHEDULER_COMMON, "interpolation_type": "linear",
+                "sample_max_value": 1.0, "timestep_spacing": "leading", "use_karras_sigmas": False},
+    SDXL_TURBO: {"_class_name": "EulerAncestralDiscreteScheduler", **_SCHEDULER_COMMON,
+                 "timestep_spacing": "trailing"},
+    LCM_DREAMSHAPER: {"_class_name": "LCMScheduler", **_SCHEDULER_COMMON, "clip_sample_range": 1.0,
+                      "dynamic_thresholding_ratio": 0.995, "original_inference_steps": 50,
+                      "rescale_betas_zero_snr": False, "sample_max_value": 1.0, "set_alpha_to_one": True,
+                      "thresholding": False, "timestep_scaling": 10.0, "timestep_spacing": "leading"},
 }
 
 
@@ -250,6 +264,94 @@ def taesd_files(seed: int) -> dict[str, bytes]:
     return _save(random_taesd(seed, "tiny"))
 
 
+def pipeline_repo_files(repo: str, pipeline: str, parts: dict[str, Any],
+                        extra_index: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """A diffusers pipeline repository from built components: model_index.json, one folder per component
+    (networks and tokenizers by ``save_pretrained``, the scheduler config as :data:`SCHEDULERS` has it)."""
+    index: dict[str, Any] = {"_class_name": pipeline, "_diffusers_version": "0.25.0", **(extra_index or {})}
+    files: dict[str, bytes] = {}
+    for name, part in parts.items():
+        if name == "scheduler":
+            index[name] = ["diffusers", SCHEDULERS[repo]["_class_name"]]
+            files["scheduler/scheduler_config.json"] = _json(SCHEDULERS[repo])
+        elif hasattr(part, "save_pretrained"):
+            library = "diffusers" if type(part).__module__.startswith("diffusers") else "transformers"
+            index[name] = [library, type(part).__name__]
+            files.update(_prefixed(name, _save(part)))
+    files["model_index.json"] = _json(index)
+    return files
+
+
+def state_dict_file(module: Any, name: str) -> dict[str, bytes]:
+    """A bare fp16 state dict as the repository stores it: safetensors, or a tensors-only torch file (.bin)."""
+    import io
+
+    import torch
+
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in module.state_dict().items()}
+    if name.endswith(".safetensors"):
+        from safetensors.torch import save
+
+        return {name: save(state)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return {name: buf.getvalue()}
+
+
+def _toy_sdxl_unet(seed: int) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    from methods.components import seeded
+    from methods.families import TOY_SDXL_UNET
+
+    return seeded(seed, lambda: UNet2DConditionModel(**TOY_SDXL_UNET))
+
+
+def sdxl_parts(seed: int, repo: str) -> dict[str, Any]:
+    """Toy SDXL pipeline components with ``repo``'s scheduler (text encoders and VAE seeded by ``seed``)."""
+    from methods.families import FAMILIES
+    from methods.recipe import Recipe
+
+    return FAMILIES["sdxl"].toy_components(seed, Recipe(repo=repo, family="sdxl", resolution=1024))
+
+
+def sdxl_repo_files(seed: int, repo: str, unet_seed: int) -> dict[str, bytes]:
+    """An SDXL pipeline repository (SDXL base, SDXL-Turbo) at toy size; only the UNets differ between them."""
+    parts = {**sdxl_parts(seed, repo), "unet": _toy_sdxl_unet(unet_seed)}
+    return pipeline_repo_files(repo, "StableDiffusionXLPipeline", parts, {"force_zeros_for_empty_prompt": True})
+
+
+def lcm_repo_files(seed: int) -> dict[str, bytes]:
+    """SimianLuo/LCM_Dreamshaper_v7: an SD 1.5 pipeline whose UNet embeds the guidance scale."""
+    from methods.families import FAMILIES
+    from methods.recipe import Recipe
+
+    parts = FAMILIES["lcm"].toy_components(seed, Recipe(repo=LCM_DREAMSHAPER, family="lcm", resolution=768))
+    files = pipeline_repo_files(LCM_DREAMSHAPER, "LatentConsistencyModelPipeline", parts,
+                                {"requires_safety_checker": True,
+                                 "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+                                 "feature_extractor": ["transformers", "CLIPImageProcessor"]})
+    files.update(_prefixed("safety_checker", _save(_toy_safety_checker(seed + 4))))
+    files.update(_prefixed("feature_extractor", _feature_extractor_files()))
+    return files
+
+
+#: Files of the distilled UNets that the SDXL students' model cards load into the SDXL base pipeline.
+STUDENT_UNETS: dict[str, tuple[str, ...]] = {
+    DMD2: ("dmd2_sdxl_1step_unet_fp16.bin",),
+    SDXL_LIGHTNING: ("sdxl_lightning_1step_unet_x0.safetensors", "sdxl_lightning_2step_unet.safetensors",
+                     "sdxl_lightning_4step_unet.safetensors", "sdxl_lightning_8step_unet.safetensors"),
+    HYPER_SD: ("Hyper-SDXL-1step-Unet.safetensors",),
+}
+
+
+def student_unet_files(seed: int, repo: str) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for k, name in enumerate(STUDENT_UNETS[repo]):
+        files.update(state_dict_file(_toy_sdxl_unet(seed + k), name))
+    return files
+
+
 #: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
 UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 41}
 
@@ -263,11 +365,18 @@ def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
                                              extra_index={"_class_name": "RectifiedFlowPipeline"}),
         SD15: lambda: sd_pipeline_files(SD15, seed + 100, unet_seed=seed + UNET_SEEDS[SD15], sd15=True),
         TAESD: lambda: taesd_files(seed),
+        SDXL_BASE: lambda: sdxl_repo_files(seed + 200, SDXL_BASE, seed + 201),
+        SDXL_TURBO: lambda: sdxl_repo_files(seed + 200, SDXL_TURBO, seed + 211),
+        DMD2: lambda: student_unet_files(seed + 221, DMD2),
+        SDXL_LIGHTNING: lambda: student_unet_files(seed + 231, SDXL_LIGHTNING),
+        HYPER_SD: lambda: student_unet_files(seed + 241, HYPER_SD),
+        LCM_DREAMSHAPER: lambda: lcm_repo_files(seed + 300),
     }
 
 
 #: Every repository the toy hub holds.
-REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD)
+REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD, SDXL_BASE, SDXL_TURBO, DMD2,
+                          SDXL_LIGHTNING, HYPER_SD, LCM_DREAMSHAPER)
 
 
 def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, seed: int = 0) -> dict[str, Path]:

@@ -41,8 +41,31 @@ def register_methods(register):
         description="InstaFlow-0.9B (SD 1.5 rectified flow), one Euler step, no safety checker",
         nfe=1,
     )
+    _register_field(register)
     register(
         "diffusers",
         "methods.diffusers_pipeline:DiffusersPipelineGenerator",
         description="any diffusers text-to-image pipeline (model=ID_OR_DIR, steps=, guidance=, scheduler=)",
     )
+
+
+def _register_field(register) -> None:
+    """The one-step and few-step field since 2023, each with its authors' own sampling settings (a Recipe)."""
+    from methods.lcm import LCM_RECIPE
+    from methods.recipe import recipe_info
+    from methods.sdxl import DMD2_RECIPE, HYPER_SD_RECIPE, LIGHTNING_VARIANTS, SDXL_TURBO_RECIPE
+
+    field = [
+        ("sdxl-turbo", "methods.sdxl:SDXLTurboGenerator", SDXL_TURBO_RECIPE, None,
+         "stabilityai/sdxl-turbo, one step, no guidance, 512 px (SDXL)"),
+        ("lcm", "methods.lcm:LCMGenerator", LCM_RECIPE, None,
+         "SimianLuo/LCM_Dreamshaper_v7, LCMScheduler, 4 steps (steps=1-4), embedded guidance w=8"),
+        ("dmd2", "methods.sdxl:DMD2Generator", DMD2_RECIPE, None,
+         "tianweiy/DMD2 one-step SDXL UNet, LCMScheduler at t=399, no guidance, 1024 px"),
+        ("sdxl-lightning", "methods.sdxl:SDXLLightningGenerator", LIGHTNING_VARIANTS["1step"], LIGHTNING_VARIANTS,
+         "ByteDance/SDXL-Lightning 1-step x0 UNet, trailing Euler (variant=2step/4step/8step), 1024 px"),
+        ("hyper-sd", "methods.sdxl:HyperSDGenerator", HYPER_SD_RECIPE, None,
+         "ByteDance/Hyper-SD one-step SDXL UNet, LCMScheduler at t=800, no guidance, 1024 px"),
+    ]
+    for name, target, recipe, variants, description in field:
+        register(name, target, description=description, **recipe_info(recipe, variants=variants))

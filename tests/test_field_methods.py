@@ -1,0 +1,136 @@
+"""The one-step field (sdxl-turbo, lcm, dmd2, sdxl-lightning, hyper-sd): each equals the reference diffusers
+pipeline called as its model card calls it, on the same toy components and noise; each runs by its real hub
+id on the toy hub and at toy size through ``bench run``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+from bench.seeding import batch_noise  # noqa: E402
+from bench.toy_hub import LCM_DREAMSHAPER, SCHEDULERS, SDXL_BASE, SDXL_TURBO  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
+PROMPTS = ["a photo of a cat", "an oil painting of a lighthouse"]
+FIELD = ("sdxl-turbo", "lcm", "dmd2", "sdxl-lightning", "hyper-sd")
+
+
+def make(name: str, **args):
+    from bench import plugins
+
+    gen = plugins.current().methods.get(name).build(**{k: str(v) for k, v in args.items()})
+    gen.load(torch.device("cpu"), torch.float32)
+    return gen
+
+
+def scheduler(repo: str, cls: str | None = None, **overrides):
+    """The repository's scheduler config (as the toy hub mirrors it), optionally as another class."""
+    config = {**SCHEDULERS[repo], **overrides}
+    return getattr(diffusers, cls or config["_class_name"]).from_config(config)
+
+
+def reference(gen, sched, **call):
+    """The stock pipeline of ``gen``'s family on its networks with the card's scheduler and call arguments."""
+    parts = {**gen.pipe.components, "scheduler": sched}
+    extra = {"add_watermarker": False} if isinstance(gen.pipe, diffusers.StableDiffusionXLPipeline) else {}
+    pipe = type(gen.pipe)(**parts, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(prompt=PROMPTS, output_type="pt", **call).images
+
+
+#: name -> (method args, the card's scheduler, the card's pipeline call)
+CARDS = {
+    # stabilityai/sdxl-turbo: pipe(prompt, num_inference_steps=1, guidance_scale=0.0), its own scheduler
+    "sdxl-turbo": ({}, lambda: scheduler(SDXL_TURBO), {"num_inference_steps": 1, "guidance_scale": 0.0}),
+    # tianweiy/DMD2: LCMScheduler.from_config(base), num_inference_steps=1, guidance_scale=0, timesteps=[399]
+    "dmd2": ({}, lambda: scheduler(SDXL_BASE, "LCMScheduler"),
+             {"num_inference_steps": 1, "guidance_scale": 0, "timesteps": [399]}),
+    # ByteDance/SDXL-Lightning 1-step: trailing Euler, prediction_type="sample"
+    "sdxl-lightning": ({}, lambda: scheduler(SDXL_BASE, "EulerDiscreteScheduler", timestep_spacing="trailing",
+                                             prediction_type="sample"),
+                       {"num_inference_steps": 1, "guidance_scale": 0}),
+    # ByteDance/Hyper-SD 1-step UNet: LCMScheduler, num_inference_steps=1, guidance_scale=0, timesteps=[800]
+    "hyper-sd": ({}, lambda: scheduler(SDXL_BASE, "LCMScheduler"),
+                 {"num_inference_steps": 1, "guidance_scale": 0, "timesteps": [800]}),
+    # SimianLuo/LCM_Dreamshaper_v7: num_inference_steps=4, guidance_scale=8.0, lcm_origin_steps=50
+    "lcm": ({}, lambda: scheduler(LCM_DREAMSHAPER),
+            {"num_inference_steps": 4, "guidance_scale": 8.0, "original_inference_steps": 50}),
+}
+
+
+@pytest.mark.parametrize("name", FIELD)
+def test_equals_the_reference_pipeline(name):
+    args, sched, call = CARDS[name]
+    gen = make(name, size="tiny", **args)
+    noise = batch_noise(0, [0, 1], gen.noise_shape)
+    ours = gen.generate(noise, PROMPTS)
+    extra = {"generator": gen.call_arguments(noise)["generator"]} if call["num_inference_steps"] > 1 else {}
+    ref = reference(gen, sched(), latents=noise.clone(), **call, **extra)
+    assert ours.shape == ref.shape == (2, 3, *gen.image_size)
+    assert float((ours - ref).abs().max()) < 1e-5
+    # the sample is not the noise decoded, nor a constant: the denoiser ran
+    assert float(ours.std()) > 0
+
+
+def test_lightning_few_step_variants_and_lcm_steps():
+    gen = make("sdxl-lightning", size="tiny", variant="4step")
+    noise = batch_noise(0, [0, 1], gen.noise_shape)
+    ref = reference(gen, scheduler(SDXL_BASE, "EulerDiscreteScheduler", timestep_spacing="trailing"),
+                    latents=noise.clone(), num_inference_steps=4, guidance_scale=0)
+    assert float((gen.generate(noise, PROMPTS) - ref).abs().max()) < 1e-5
+    assert gen.num_function_evaluations == 4 and gen.describe()["unet_file"] == "sdxl_lightning_4step_unet.safetensors"
+    one = make("lcm", size="tiny", steps=1)
+    assert one.num_function_evaluations == 1
+
+
+def test_few_step_noise_depends_only_on_the_sample():
+    """LCM re-noises between steps; sample 1 is the same whether generated alone or beside sample 0."""
+    gen = make("lcm", size="tiny", steps=2)
+    both = gen.generate(batch_noise(0, [0, 1], gen.noise_shape), PROMPTS)
+    alone = gen.generate(batch_noise(0, [1], gen.noise_shape), PROMPTS[1:])
+    assert float((both[1:] - alone).abs().max()) < 1e-5
+
+
+def test_listed_with_licences():
+    rc, out, err = run_cli("list", "methods", "--json")
+    assert rc == 0, err
+    methods = {m["name"]: m for m in json.loads(out)["methods"]}
+    for name in FIELD:
+        assert methods[name]["licence"] and methods[name]["settings_source"].startswith("https://huggingface.co/")
+    assert methods["sdxl-turbo"]["non_commercial"] and methods["dmd2"]["non_commercial"]
+    assert not methods["sdxl-lightning"]["non_commercial"] and methods["lcm"]["licence"] == "mit"
+    assert methods["sdxl-lightning"]["variants"] == ["1step", "2step", "4step", "8step"]
+
+
+@pytest.mark.parametrize("name", FIELD)
+def test_runs_by_its_real_id_on_the_toy_hub(name, on_toy_hub, tmp_path):
+    argv = ["run", "--method", name, "--suite", "smoke", "--limit", "2", "--device", "cpu", "--metrics", "none",
+            "--out", str(tmp_path), "--run-name", "r"]
+    rc, _, err = run_cli(*argv)
+    assert rc == 0, err
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    generator = results["config"]["generator"]
+    assert results["weights"] == "random" and not results["comparable"]
+    assert all(s.get("toy_hub") for s in generator["sources"].values())
+    assert generator["licence"] and generator["settings_source"]
+
+
+@pytest.mark.parametrize("name", FIELD)
+def test_runs_at_toy_size(name, tmp_path):
+    argv = ["run", "--method", name, "--method-args", "size=tiny", "--suite", "smoke", "--limit", "2",
+            "--device", "cpu", "--metrics", "none", "--out", str(tmp_path), "--run-name", "r"]
+    rc, _, err = run_cli(*argv)
+    assert rc == 0, err
+    assert (tmp_path / "r" / "results.json").is_file()
+
+
+def test_missing_student_file_is_one_line(on_toy_hub, tmp_path):
+    rc, _, err = run_cli("run", "--method", "dmd2", "--method-args", f"unet={tmp_path}", "--suite", "smoke",
+                         "--limit", "2", "--device", "cpu", "--metrics", "none", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "dmd2_sdxl_1step_unet_fp16.bin is missing" in err and "Traceback" not in err
