@@ -1,8 +1,9 @@
 """An offline Hugging Face hub cache holding toy-size models under the real hub ids.
 
 Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, SD 1.5 for
-the paper's ``diffusers`` row, TAESD) gets a
-snapshot in the hub cache's own layout::
+the paper's ``diffusers`` row, TAESD, and the one-step field of :mod:`bench.toy_hub_field`: SDXL base,
+SDXL-Turbo, DMD2, SDXL-Lightning, Hyper-SD, LCM-Dreamshaper, FLUX.1-schnell, PixArt-alpha and its DMD student,
+SANA-Sprint 1.6B / 0.6B) gets a snapshot in the hub cache's own layout::
 
     <cache>/models--<owner>--<name>/blobs/<sha256>          file contents
                                    /refs/main               the snapshot's commit hash
@@ -52,6 +53,15 @@ DMD2 = "tianweiy/DMD2"
 SDXL_LIGHTNING = "ByteDance/SDXL-Lightning"
 HYPER_SD = "ByteDance/Hyper-SD"
 LCM_DREAMSHAPER = "SimianLuo/LCM_Dreamshaper_v7"
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+PIXART_BASE = "PixArt-alpha/PixArt-XL-2-1024-MS"
+PIXART_DMD = "PixArt-alpha/PixArt-Alpha-DMD-XL-2-512x512"
+SANA_SPRINT = "Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers"
+SANA_SPRINT_SMALL = "Efficient-Large-Model/Sana_Sprint_0.6B_1024px_diffusers"
+_PIXART_BETAS: dict[str, Any] = {"beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
+                                 "num_train_timesteps": 1000, "prediction_type": "epsilon", "trained_betas": None}
+_SANA_SPRINT_SCHEDULER: dict[str, Any] = {"_class_name": "SCMScheduler", "num_train_timesteps": 1000,
+                                          "prediction_type": "trigflow", "sigma_data": 0.5}
 #: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
 MARKER = "bench_toy_hub.json"
 
@@ -83,6 +93,16 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
                       "dynamic_thresholding_ratio": 0.995, "original_inference_steps": 50,
                       "rescale_betas_zero_snr": False, "sample_max_value": 1.0, "set_alpha_to_one": True,
                       "thresholding": False, "timestep_scaling": 10.0, "timestep_spacing": "leading"},
+    FLUX_SCHNELL: {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+                   "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 1.0,
+                   "use_dynamic_shifting": False},
+    PIXART_BASE: {"_class_name": "DPMSolverMultistepScheduler", **_PIXART_BETAS, "algorithm_type": "dpmsolver++",
+                  "solver_order": 2, "solver_type": "midpoint", "lower_order_final": True, "steps_offset": 0,
+                  "timestep_spacing": "linspace"},
+    PIXART_DMD: {"_class_name": "DDPMScheduler", **_PIXART_BETAS, "clip_sample": False, "steps_offset": 0,
+                 "variance_type": "fixed_small"},
+    SANA_SPRINT: _SANA_SPRINT_SCHEDULER,
+    SANA_SPRINT_SMALL: _SANA_SPRINT_SCHEDULER,
 }
 
 
@@ -264,99 +284,19 @@ def taesd_files(seed: int) -> dict[str, bytes]:
     return _save(random_taesd(seed, "tiny"))
 
 
-def pipeline_repo_files(repo: str, pipeline: str, parts: dict[str, Any],
-                        extra_index: dict[str, Any] | None = None) -> dict[str, bytes]:
-    """A diffusers pipeline repository from built components: model_index.json, one folder per component
-    (networks and tokenizers by ``save_pretrained``, the scheduler config as :data:`SCHEDULERS` has it)."""
-    index: dict[str, Any] = {"_class_name": pipeline, "_diffusers_version": "0.25.0", **(extra_index or {})}
-    files: dict[str, bytes] = {}
-    for name, part in parts.items():
-        if name == "scheduler":
-            index[name] = ["diffusers", SCHEDULERS[repo]["_class_name"]]
-            files["scheduler/scheduler_config.json"] = _json(SCHEDULERS[repo])
-        elif hasattr(part, "save_pretrained"):
-            library = "diffusers" if type(part).__module__.startswith("diffusers") else "transformers"
-            index[name] = [library, type(part).__name__]
-            files.update(_prefixed(name, _save(part)))
-    files["model_index.json"] = _json(index)
-    return files
-
-
-def state_dict_file(module: Any, name: str) -> dict[str, bytes]:
-    """A bare fp16 state dict as the repository stores it: safetensors, or a tensors-only torch file (.bin)."""
-    import io
-
-    import torch
-
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in module.state_dict().items()}
-    if name.endswith(".safetensors"):
-        from safetensors.torch import save
-
-        return {name: save(state)}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return {name: buf.getvalue()}
-
-
-def _toy_sdxl_unet(seed: int) -> Any:
-    from diffusers import UNet2DConditionModel
-
-    from methods.components import seeded
-    from methods.families import TOY_SDXL_UNET
-
-    return seeded(seed, lambda: UNet2DConditionModel(**TOY_SDXL_UNET))
-
-
-def sdxl_parts(seed: int, repo: str) -> dict[str, Any]:
-    """Toy SDXL pipeline components with ``repo``'s scheduler (text encoders and VAE seeded by ``seed``)."""
-    from methods.families import FAMILIES
-    from methods.recipe import Recipe
-
-    return FAMILIES["sdxl"].toy_components(seed, Recipe(repo=repo, family="sdxl", resolution=1024))
-
-
-def sdxl_repo_files(seed: int, repo: str, unet_seed: int) -> dict[str, bytes]:
-    """An SDXL pipeline repository (SDXL base, SDXL-Turbo) at toy size; only the UNets differ between them."""
-    parts = {**sdxl_parts(seed, repo), "unet": _toy_sdxl_unet(unet_seed)}
-    return pipeline_repo_files(repo, "StableDiffusionXLPipeline", parts, {"force_zeros_for_empty_prompt": True})
-
-
-def lcm_repo_files(seed: int) -> dict[str, bytes]:
-    """SimianLuo/LCM_Dreamshaper_v7: an SD 1.5 pipeline whose UNet embeds the guidance scale."""
-    from methods.families import FAMILIES
-    from methods.recipe import Recipe
-
-    parts = FAMILIES["lcm"].toy_components(seed, Recipe(repo=LCM_DREAMSHAPER, family="lcm", resolution=768))
-    files = pipeline_repo_files(LCM_DREAMSHAPER, "LatentConsistencyModelPipeline", parts,
-                                {"requires_safety_checker": True,
-                                 "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-                                 "feature_extractor": ["transformers", "CLIPImageProcessor"]})
-    files.update(_prefixed("safety_checker", _save(_toy_safety_checker(seed + 4))))
-    files.update(_prefixed("feature_extractor", _feature_extractor_files()))
-    return files
-
-
-#: Files of the distilled UNets that the SDXL students' model cards load into the SDXL base pipeline.
-STUDENT_UNETS: dict[str, tuple[str, ...]] = {
-    DMD2: ("dmd2_sdxl_1step_unet_fp16.bin",),
-    SDXL_LIGHTNING: ("sdxl_lightning_1step_unet_x0.safetensors", "sdxl_lightning_2step_unet.safetensors",
-                     "sdxl_lightning_4step_unet.safetensors", "sdxl_lightning_8step_unet.safetensors"),
-    HYPER_SD: ("Hyper-SDXL-1step-Unet.safetensors",),
-}
-
-
-def student_unet_files(seed: int, repo: str) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for k, name in enumerate(STUDENT_UNETS[repo]):
-        files.update(state_dict_file(_toy_sdxl_unet(seed + k), name))
-    return files
-
-
 #: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
 UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 41}
 
 
 def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
+    from bench.toy_hub_field import (
+        dit_repo_files,
+        lcm_repo_files,
+        pixart_dmd_files,
+        sdxl_repo_files,
+        student_unet_files,
+    )
+
     return {
         SD21_BASE: lambda: sd_pipeline_files(SD21_BASE, seed, unet_seed=seed + UNET_SEEDS[SD21_BASE]),
         SD_TURBO: lambda: sd_pipeline_files(SD_TURBO, seed, unet_seed=seed + UNET_SEEDS[SD_TURBO]),
@@ -371,12 +311,18 @@ def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
         SDXL_LIGHTNING: lambda: student_unet_files(seed + 231, SDXL_LIGHTNING),
         HYPER_SD: lambda: student_unet_files(seed + 241, HYPER_SD),
         LCM_DREAMSHAPER: lambda: lcm_repo_files(seed + 300),
+        FLUX_SCHNELL: lambda: dit_repo_files(seed + 400, FLUX_SCHNELL, "flux", "FluxPipeline"),
+        PIXART_BASE: lambda: dit_repo_files(seed + 500, PIXART_BASE, "pixart", "PixArtAlphaPipeline"),
+        PIXART_DMD: lambda: pixart_dmd_files(seed + 511),
+        SANA_SPRINT: lambda: dit_repo_files(seed + 600, SANA_SPRINT, "sana-sprint", "SanaSprintPipeline"),
+        SANA_SPRINT_SMALL: lambda: dit_repo_files(seed + 610, SANA_SPRINT_SMALL, "sana-sprint", "SanaSprintPipeline"),
     }
 
 
 #: Every repository the toy hub holds.
 REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD, SDXL_BASE, SDXL_TURBO, DMD2,
-                          SDXL_LIGHTNING, HYPER_SD, LCM_DREAMSHAPER)
+                          SDXL_LIGHTNING, HYPER_SD, LCM_DREAMSHAPER, FLUX_SCHNELL, PIXART_BASE, PIXART_DMD,
+                          SANA_SPRINT, SANA_SPRINT_SMALL)
 
 
 def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, seed: int = 0) -> dict[str, Path]:

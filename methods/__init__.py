@@ -51,8 +51,11 @@ def register_methods(register):
 
 def _register_field(register) -> None:
     """The one-step and few-step field since 2023, each with its authors' own sampling settings (a Recipe)."""
+    from methods.flux import FLUX_SCHNELL_RECIPE
     from methods.lcm import LCM_RECIPE
+    from methods.pixart_dmd import PIXART_DMD_RECIPE
     from methods.recipe import recipe_info
+    from methods.sana_sprint import SANA_SPRINT_VARIANTS
     from methods.sdxl import DMD2_RECIPE, HYPER_SD_RECIPE, LIGHTNING_VARIANTS, SDXL_TURBO_RECIPE
 
     field = [
@@ -66,6 +69,12 @@ def _register_field(register) -> None:
          "ByteDance/SDXL-Lightning 1-step x0 UNet, trailing Euler (variant=2step/4step/8step), 1024 px"),
         ("hyper-sd", "methods.sdxl:HyperSDGenerator", HYPER_SD_RECIPE, None,
          "ByteDance/Hyper-SD one-step SDXL UNet, LCMScheduler at t=800, no guidance, 1024 px"),
+        ("sana-sprint", "methods.sana_sprint:SanaSprintGenerator", SANA_SPRINT_VARIANTS["1.6B"], SANA_SPRINT_VARIANTS,
+         "SANA-Sprint 1.6B (variant=0.6B), 2 sCM steps (steps=1), embedded guidance 4.5, 1024 px, DC-AE"),
+        ("flux-schnell", "methods.flux:FluxSchnellGenerator", FLUX_SCHNELL_RECIPE, None,
+         "black-forest-labs/FLUX.1-schnell, 4 Euler steps (steps=1-4), no guidance, 256 T5 tokens, 1024 px"),
+        ("pixart-dmd", "methods.pixart_dmd:PixArtDMDGenerator", PIXART_DMD_RECIPE, None,
+         "PixArt-alpha/PixArt-Alpha-DMD-XL-2-512x512, one step at t=400 (x0), 512 px"),
     ]
     for name, target, recipe, variants, description in field:
         register(name, target, description=description, **recipe_info(recipe, variants=variants))

@@ -54,7 +54,7 @@ def component_files(name: str, kind: str) -> list[str]:
 def load_from_index(snap: Snapshot, skip: str | None) -> dict[str, Any]:
     """Every component ``model_index.json`` lists (except :data:`NEVER_LOADED`), safetensors only.
 
-    ``skip`` names a denoiser built from its config alone (its weights come from the recipe's own file).
+    ``skip`` names a component left out (a denoiser whose weights come from the recipe's own file).
     """
     import diffusers
     import transformers
@@ -80,10 +80,9 @@ def load_from_index(snap: Snapshot, skip: str | None) -> dict[str, Any]:
         if cls is None:
             raise BenchError(f"cannot load {snap.ref}: component {name} is {library}.{cls_name}, which this "
                              "project does not load")
-        where = snap.path / name
         if name == skip:
-            parts[name] = _load(name, snap, lambda c=cls, w=where: c.from_config(c.load_config(w)))
-        elif "Tokenizer" in cls_name:
+            continue
+        if "Tokenizer" in cls_name:
             parts[name] = _load(name, snap, lambda c=cls, n=name: c.from_pretrained(snap.path, subfolder=n))
         else:
             parts[name] = _load(name, snap, lambda c=cls, n=name: c.from_pretrained(
@@ -97,6 +96,8 @@ class Family:
     name = ""
     pipeline = ""
     denoiser = "unet"
+    #: Class a denoiser is built from (from its config) when the recipe supplies its weights.
+    denoiser_class = "UNet2DConditionModel"
     #: component name -> kind for :func:`component_files`.
     components: dict[str, str] = {}
 
@@ -114,10 +115,17 @@ class Family:
 
     def load_components(self, snap: Snapshot, skip: str | None) -> dict[str, Any]:
         parts = load_from_index(snap, skip)
-        missing = [n for n in self.components if n not in parts]
+        missing = [n for n in self.components if n not in parts and n != skip]
         if missing:
             raise BenchError(f"cannot load {snap.ref} as a {self.pipeline}: model_index.json lacks {', '.join(missing)}")
-        return {**self.extra_components(), **{n: parts[n] for n in self.components}}
+        return {**self.extra_components(), **{n: parts.get(n) for n in self.components}}
+
+    def denoiser_from_config(self, folder: Path) -> Any:
+        """The denoiser architecture from a ``config.json`` folder, with freshly initialised weights."""
+        import diffusers
+
+        cls = getattr(diffusers, self.denoiser_class)
+        return cls.from_config(cls.load_config(folder))
 
     def extra_components(self) -> dict[str, Any]:
         """Constructor arguments beyond the networks (e.g. components that are never loaded)."""
@@ -135,7 +143,12 @@ class Family:
         raise NotImplementedError
 
     def default_resolution(self, pipe: Any) -> int:
+        """The pipeline's own default size: the denoiser's sample size times the VAE factor."""
         return int(getattr(pipe, self.denoiser).config.sample_size * pipe.vae_scale_factor)
+
+    def toy_resolution(self, pipe: Any) -> int:
+        """The size toy networks run at."""
+        return self.default_resolution(pipe)
 
     def latent_shape(self, pipe: Any, height: int, width: int) -> tuple[int, ...]:
         channels = getattr(pipe, self.denoiser).config.in_channels
@@ -267,10 +280,15 @@ class LCMFamily(Family):
 
 
 def toy_scheduler_config(recipe: Any) -> dict[str, Any]:
-    """The scheduler config the recipe's repository ships (as the toy hub mirrors it)."""
+    """The scheduler config the recipe's repository (or its student's) ships, as the toy hub mirrors it."""
     from bench.toy_hub import SCHEDULERS
 
-    return dict(SCHEDULERS[recipe.repo])
+    return dict(SCHEDULERS[recipe.unet_repo if recipe.student_scheduler else recipe.repo])
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SDXLFamily(), LCMFamily())}
+def family_of(name: str) -> Family:
+    """The family called ``name`` (the transformer families live in :mod:`methods.families_dit`)."""
+    from methods.families_dit import FluxFamily, PixArtFamily, SanaSprintFamily
+
+    families = {f.name: f for f in (SDXLFamily(), LCMFamily(), FluxFamily(), PixArtFamily(), SanaSprintFamily())}
+    return families[name]

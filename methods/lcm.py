@@ -7,11 +7,10 @@ sample's own generator (:func:`methods.recipe.sample_generators`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 from bench.options import Option
-from methods.recipe import RECIPE_OPTIONS, Recipe, RecipeGenerator
+from methods.recipe import RECIPE_OPTIONS, Recipe, RecipeGenerator, steps_option
 
 LCM_DREAMSHAPER = "SimianLuo/LCM_Dreamshaper_v7"
 
@@ -32,11 +31,6 @@ class LCMGenerator(RecipeGenerator):
     recipe = LCM_RECIPE
     options: ClassVar[dict[str, Option]] = {
         **RECIPE_OPTIONS,
-        "steps": Option(4, int, help="LCM steps (the card's default is 4; 1-4 are the few-step settings)",
-                        minimum=1),
+        "steps": steps_option(4, "LCM steps (the card's default is 4; 1-4 are the few-step settings)"),
         "guidance": Option(8.0, float, help="embedded guidance scale w (the card's 8.0)", minimum=0),
     }
-
-    @property
-    def active(self) -> Recipe:
-        return dataclasses.replace(self.recipe, steps=int(self.args["steps"]), guidance=float(self.args["guidance"]))

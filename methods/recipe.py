@@ -18,6 +18,7 @@ initial noise, so a sample still depends only on (seed, index).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ class Recipe:
 
     #: Repository of the diffusers pipeline (the base whose text encoders, VAE and scheduler config are used).
     repo: str
-    #: Model family (a key of :data:`methods.families.FAMILIES`).
+    #: Model family (a name :func:`methods.families.family_of` knows).
     family: str
     #: Native resolution in pixels (square); 0: the pipeline's default (denoiser sample size x VAE factor).
     resolution: int
@@ -50,6 +51,8 @@ class Recipe:
     #: Repository and file of a replacement denoiser state dict (None: the pipeline's own denoiser).
     unet_repo: str | None = None
     unet_file: str | None = None
+    #: The scheduler config comes from the denoiser's repository (``scheduler/scheduler_config.json``).
+    student_scheduler: bool = False
     #: Further keyword arguments of the pipeline call (eta, max_sequence_length, ...).
     call: Mapping[str, Any] = field(default_factory=dict)
     #: Where the settings come from (model card or inference code).
@@ -90,6 +93,11 @@ def load_state_file(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def steps_option(default: int, help: str) -> Option:
+    """``steps=`` of a method whose card documents a range of step counts."""
+    return Option(default, int, help=help, minimum=1)
+
+
 RECIPE_OPTIONS: dict[str, Option] = {
     "weights": Option(None, str, help="hub id or local directory of the pipeline (default: the recipe's)"),
     "unet": Option(None, str, help="hub id or directory holding the recipe's denoiser file (default: the recipe's)"),
@@ -110,19 +118,26 @@ class RecipeGenerator(Generator):
     # -- set-up -----------------------------------------------------------------------------------------
     @property
     def active(self) -> Recipe:
-        """The recipe in use (``variant=`` picks one of :attr:`variants`)."""
+        """The recipe in use: ``variant=`` picks one of :attr:`variants`; ``steps=`` and ``guidance=`` (where the
+        method declares them) replace the recipe's."""
         name = self.args.get("variant")
-        return self.variants[name] if name else self.recipe
+        recipe = self.variants[name] if name else self.recipe
+        changes = {k: type(getattr(recipe, k))(self.args[k]) for k in ("steps", "guidance") if k in self.options}
+        return self.adjust(dataclasses.replace(recipe, **changes) if changes else recipe)
+
+    def adjust(self, recipe: Recipe) -> Recipe:
+        """Settings that follow from the chosen ones (default: none)."""
+        return recipe
 
     def load(self, device: Any, dtype: Any) -> None:
         import torch
 
-        from methods.families import FAMILIES
+        from methods.families import family_of
         from methods.onestep import place
 
         self.device, self.dtype = torch.device(device), dtype
         recipe = self.active
-        self.family = FAMILIES[recipe.family]
+        self.family = family_of(recipe.family)
         if self.args.get("size") == "tiny":
             if self.args.get("weights") or self.args.get("unet"):
                 raise BenchError(f"method {self.name!r}: size=tiny builds random toy networks; drop weights=/unet=")
@@ -146,26 +161,13 @@ class RecipeGenerator(Generator):
         base_ref = self.args.get("weights") or recipe.repo
         family = self.family
         skip = family.denoiser if recipe.unet_file else None
-        base = fetch(base_ref, family.files(skip), self.args.get("revision"), "weights")
+        base = self._base_snapshot = fetch(base_ref, family.files(skip), self.args.get("revision"), "weights")
         components = family.load_components(base, skip)
         snaps: list[Snapshot] = [base]
         self.sources = {"pipeline": base.provenance()}
         if recipe.unet_file:
-            unet_ref = self.args.get("unet") or recipe.unet_repo or base_ref
-            snap = fetch(unet_ref, [recipe.unet_file], None, "unet")
-            path = snap.path / recipe.unet_file
-            if not path.is_file():
-                raise BenchError(f"unet={unet_ref}: {recipe.unet_file} is missing there; give the folder that holds it")
-            denoiser = components[family.denoiser]
-            state = _load("denoiser weights", snap, lambda: load_state_file(path), "unet")
-            try:
-                denoiser.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0][:200]
-                raise BenchError(f"{recipe.unet_file} from {unet_ref} does not fit the {family.denoiser} of "
-                                 f"{base_ref}: {first}") from exc
+            snap = self._student(recipe, base_ref, components)
             snaps.append(snap)
-            self.sources[family.denoiser] = {**snap.provenance(), "file": recipe.unet_file}
         self.weights = weights_of(*snaps)
         if recipe.scheduler or recipe.scheduler_overrides:
             from methods.loading import scheduler_from_config
@@ -174,12 +176,50 @@ class RecipeGenerator(Generator):
             components["scheduler"] = scheduler_from_config(config, recipe.scheduler)
         return components
 
+    def _student(self, recipe: Recipe, base_ref: str, components: dict[str, Any]) -> Snapshot:
+        """Build the denoiser (config beside the weights file, else the base's) and load the recipe's weights
+        into it; with ``student_scheduler`` the scheduler config comes from the same repository."""
+        import json
+
+        family = self.family
+        unet_ref = self.args.get("unet") or recipe.unet_repo or base_ref
+        folder = str(Path(recipe.unet_file).parent)
+        patterns = [recipe.unet_file] + ([f"{folder}/config.json"] if folder != "." else [])
+        patterns += ["scheduler/scheduler_config.json"] if recipe.student_scheduler else []
+        snap = fetch(unet_ref, patterns, None, "unet")
+        path = snap.path / recipe.unet_file
+        if not path.is_file():
+            raise BenchError(f"unet={unet_ref}: {recipe.unet_file} is missing there; give the folder that holds it")
+        own_config = (path.parent / "config.json").is_file() and folder != "."
+        config_snap = snap if own_config else self._base_snapshot
+        config_dir = config_snap.path / (folder if own_config else family.denoiser)
+        denoiser = _load(family.denoiser, config_snap, lambda: family.denoiser_from_config(config_dir))
+        state = _load("denoiser weights", snap, lambda: load_state_file(path), "unet")
+        try:
+            denoiser.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise BenchError(f"{recipe.unet_file} from {unet_ref} does not fit the {family.denoiser} of "
+                             f"{base_ref}: {first}") from exc
+        components[family.denoiser] = denoiser
+        if recipe.student_scheduler:
+            from methods.loading import scheduler_from_config
+
+            config_path = snap.path / "scheduler" / "scheduler_config.json"
+            if not config_path.is_file():
+                raise BenchError(f"unet={unet_ref}: scheduler/scheduler_config.json is missing there")
+            components["scheduler"] = scheduler_from_config(json.loads(config_path.read_text()))
+        self.sources[family.denoiser] = {**snap.provenance(), "file": recipe.unet_file}
+        return snap
+
     # -- shapes -----------------------------------------------------------------------------------------
     @property
     def image_size(self) -> tuple[int, int]:
         """The recipe's native resolution; toy networks (and resolution 0) run at the pipeline's default size."""
         size = self.active.resolution
-        if getattr(self, "toy", False) or not size:
+        if getattr(self, "toy", False):
+            size = self.family.toy_resolution(self.pipe)
+        elif not size:
             size = self.family.default_resolution(self.pipe)
         return (size, size)
 

@@ -1,4 +1,4 @@
-"""The one-step field (sdxl-turbo, lcm, dmd2, sdxl-lightning, hyper-sd): each equals the reference diffusers
+"""The one-step field (sdxl-turbo, lcm, dmd2, sdxl-lightning, hyper-sd, flux-schnell, pixart-dmd, sana-sprint): each equals the reference diffusers
 pipeline called as its model card calls it, on the same toy components and noise; each runs by its real hub
 id on the toy hub and at toy size through ``bench run``."""
 
@@ -13,12 +13,20 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from bench.seeding import batch_noise  # noqa: E402
-from bench.toy_hub import LCM_DREAMSHAPER, SCHEDULERS, SDXL_BASE, SDXL_TURBO  # noqa: E402
+from bench.toy_hub import (  # noqa: E402
+    FLUX_SCHNELL,
+    LCM_DREAMSHAPER,
+    PIXART_DMD,
+    SANA_SPRINT,
+    SCHEDULERS,
+    SDXL_BASE,
+    SDXL_TURBO,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 PROMPTS = ["a photo of a cat", "an oil painting of a lighthouse"]
-FIELD = ("sdxl-turbo", "lcm", "dmd2", "sdxl-lightning", "hyper-sd")
+FIELD = ("sdxl-turbo", "lcm", "dmd2", "sdxl-lightning", "hyper-sd", "flux-schnell", "pixart-dmd", "sana-sprint")
 
 
 def make(name: str, **args):
@@ -61,6 +69,16 @@ CARDS = {
     # SimianLuo/LCM_Dreamshaper_v7: num_inference_steps=4, guidance_scale=8.0, lcm_origin_steps=50
     "lcm": ({}, lambda: scheduler(LCM_DREAMSHAPER),
             {"num_inference_steps": 4, "guidance_scale": 8.0, "original_inference_steps": 50}),
+    # black-forest-labs/FLUX.1-schnell: guidance_scale=0.0, num_inference_steps=4, max_sequence_length=256
+    "flux-schnell": ({}, lambda: scheduler(FLUX_SCHNELL),
+                     {"num_inference_steps": 4, "guidance_scale": 0.0, "max_sequence_length": 256}),
+    # PixArt-sigma app/app_pixart_dmd.py: the DMD repository's DDPMScheduler, timesteps=[400], guidance_scale=1,
+    # num_inference_steps=1, max_sequence_length=120 (binning off: toy sizes are not in the 512 table)
+    "pixart-dmd": ({}, lambda: scheduler(PIXART_DMD),
+                   {"num_inference_steps": 1, "guidance_scale": 1, "timesteps": [400], "max_sequence_length": 120,
+                    "use_resolution_binning": False}),
+    # SANA-Sprint docs: pipeline(prompt=prompt, num_inference_steps=2), the rest the pipeline's defaults
+    "sana-sprint": ({}, lambda: scheduler(SANA_SPRINT), {"num_inference_steps": 2, "use_resolution_binning": False}),
 }
 
 
@@ -71,7 +89,11 @@ def test_equals_the_reference_pipeline(name):
     noise = batch_noise(0, [0, 1], gen.noise_shape)
     ours = gen.generate(noise, PROMPTS)
     extra = {"generator": gen.call_arguments(noise)["generator"]} if call["num_inference_steps"] > 1 else {}
-    ref = reference(gen, sched(), latents=noise.clone(), **call, **extra)
+    latents = noise.clone()
+    if name == "flux-schnell":  # FluxPipeline takes latents as 2 x 2 patches
+        latents = diffusers.FluxPipeline._pack_latents(latents, *latents.shape)
+    height, width = gen.image_size
+    ref = reference(gen, sched(), latents=latents, height=height, width=width, **call, **extra)
     assert ours.shape == ref.shape == (2, 3, *gen.image_size)
     assert float((ours - ref).abs().max()) < 1e-5
     # the sample is not the noise decoded, nor a constant: the denoiser ran
@@ -85,8 +107,10 @@ def test_lightning_few_step_variants_and_lcm_steps():
                     latents=noise.clone(), num_inference_steps=4, guidance_scale=0)
     assert float((gen.generate(noise, PROMPTS) - ref).abs().max()) < 1e-5
     assert gen.num_function_evaluations == 4 and gen.describe()["unet_file"] == "sdxl_lightning_4step_unet.safetensors"
-    one = make("lcm", size="tiny", steps=1)
-    assert one.num_function_evaluations == 1
+    for name in ("lcm", "flux-schnell", "sana-sprint"):
+        one = make(name, size="tiny", steps=1)
+        assert one.num_function_evaluations == 1
+        assert one.generate(batch_noise(0, [0], one.noise_shape), PROMPTS[:1]).shape == (1, 3, *one.image_size)
 
 
 def test_few_step_noise_depends_only_on_the_sample():
@@ -102,9 +126,10 @@ def test_listed_with_licences():
     assert rc == 0, err
     methods = {m["name"]: m for m in json.loads(out)["methods"]}
     for name in FIELD:
-        assert methods[name]["licence"] and methods[name]["settings_source"].startswith("https://huggingface.co/")
+        assert methods[name]["licence"] and methods[name]["settings_source"].startswith("https://")
     assert methods["sdxl-turbo"]["non_commercial"] and methods["dmd2"]["non_commercial"]
     assert not methods["sdxl-lightning"]["non_commercial"] and methods["lcm"]["licence"] == "mit"
+    assert methods["sana-sprint"]["non_commercial"] and methods["flux-schnell"]["licence"] == "apache-2.0"
     assert methods["sdxl-lightning"]["variants"] == ["1step", "2step", "4step", "8step"]
 
 
