@@ -159,3 +159,22 @@ def test_missing_student_file_is_one_line(on_toy_hub, tmp_path):
     rc, _, err = run_cli("run", "--method", "dmd2", "--method-args", f"unet={tmp_path}", "--suite", "smoke",
                          "--limit", "2", "--device", "cpu", "--metrics", "none", "--out", str(tmp_path / "o"))
     assert rc == 2 and "dmd2_sdxl_1step_unet_fp16.bin is missing" in err and "Traceback" not in err
+
+
+def test_reproduce_field_plans_every_method():
+    rc, out, err = run_cli("reproduce", "field", "--dry-run")
+    assert rc == 0, err
+    planned = {line.split("--method ")[1].split()[0] for line in out.splitlines() if line.startswith("python -m bench run")}
+    assert planned == set(FIELD)
+    assert "--method sana-sprint --method-args steps=1" in out  # the published SANA-Sprint numbers are one-step
+
+
+def test_field_table_cites_every_published_number():
+    from bench.report.data import paper
+
+    table = paper().table("field")
+    assert table.protocol == "field" and paper().protocol_of(table)["suite"] == "coco30k"
+    for row in table.rows:
+        assert row.source == "published"
+        if {"fid", "clip_score", "geneval"} & set(row.values):  # a published number names its source and protocol
+            assert any(p.startswith("source: ") and "arXiv" in p for p in row.problems), row.label
