@@ -163,9 +163,14 @@ class Family:
         raise NotImplementedError  # pragma: no cover
 
     def pack(self, pipe: Any, noise: Any) -> Any:
+        """The caller's noise (B, C, h, w) as the pipeline's ``latents``."""
         return noise
 
-    def decode(self, pipe: Any, latents: Any, height: int, width: int) -> Any:
+    def unpack(self, pipe: Any, latents: Any, height: int, width: int) -> Any:
+        """The pipeline's output latents as (B, C, h, w) for :meth:`decode`."""
+        return latents
+
+    def decode(self, pipe: Any, latents: Any) -> Any:
         from methods.onestep import latents_to_images
 
         return latents_to_images(pipe.vae, latents.to(pipe.vae.dtype))

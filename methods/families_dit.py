@@ -118,9 +118,11 @@ class FluxFamily(Family):
         b, c, h, w = noise.shape
         return pipe._pack_latents(noise, b, c, h, w)
 
-    def decode(self, pipe: Any, latents: Any, height: int, width: int) -> Any:
+    def unpack(self, pipe: Any, latents: Any, height: int, width: int) -> Any:
+        return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+
+    def decode(self, pipe: Any, latents: Any) -> Any:
         vae = pipe.vae
-        latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
         latents = latents / vae.config.scaling_factor + vae.config.shift_factor
         return (vae.decode(latents.to(vae.dtype)).sample.float() / 2 + 0.5).clamp(0, 1)
 

@@ -246,7 +246,7 @@ class RecipeGenerator(Generator):
     def call_arguments(self, noise: Any) -> dict[str, Any]:
         """The pipeline call of the recipe (without prompts or embeddings) on ``noise``."""
         recipe = self.active
-        height, width = self.image_size
+        height, width = (n * self.pipe.vae_scale_factor for n in noise.shape[-2:])  # the native size, or --height
         kwargs: dict[str, Any] = {"num_inference_steps": recipe.steps, "guidance_scale": recipe.guidance,
                                   "height": height, "width": width, **recipe.call}
         if recipe.timesteps:
@@ -260,15 +260,15 @@ class RecipeGenerator(Generator):
         import torch
 
         with torch.inference_mode():
-            out = self.pipe(**conditioning, **self.call_arguments(noise), output_type="latent")
-        return out.images
+            call = self.call_arguments(noise)
+            out = self.pipe(**conditioning, **call, output_type="latent")
+            return self.family.unpack(self.pipe, out.images, call["height"], call["width"])
 
     def decode(self, latents: Any) -> Any:
         import torch
 
-        h, w = self.image_size
         with torch.inference_mode():
-            return self.family.decode(self.pipe, latents, h, w)
+            return self.family.decode(self.pipe, latents)
 
     def describe(self) -> dict[str, Any]:
         recipe = self.active

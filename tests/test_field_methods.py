@@ -178,3 +178,17 @@ def test_field_table_cites_every_published_number():
         assert row.source == "published"
         if {"fid", "clip_score", "geneval"} & set(row.values):  # a published number names its source and protocol
             assert any(p.startswith("source: ") and "arXiv" in p for p in row.problems), row.label
+
+
+@pytest.mark.parametrize("name", ["flux-schnell", "sdxl-turbo"])
+def test_latency_at_another_size(name, tmp_path):
+    """The pipeline's size follows the noise (``bench latency --height/--width``), FLUX's packing included."""
+    out = tmp_path / "lat.json"
+    rc, _, err = run_cli("latency", "--method", name, "--method-args", "size=tiny", "--device", "cpu", "--height",
+                         "48", "--width", "64", "--iters", "1", "--repeats", "1", "--warmup", "0", "--out", str(out))
+    assert rc == 0, err
+    record = json.loads(out.read_text())
+    assert (record["protocol"]["height"], record["protocol"]["width"]) == (48, 64)
+    gen = make(name, size="tiny")
+    noise = torch.randn(1, gen.noise_shape[0], 48 // gen.pipe.vae_scale_factor, 64 // gen.pipe.vae_scale_factor)
+    assert gen.generate(noise, PROMPTS[:1]).shape == (1, 3, 48, 64)
