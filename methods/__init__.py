@@ -76,5 +76,9 @@ def _register_field(register) -> None:
         ("pixart-dmd", "methods.pixart_dmd:PixArtDMDGenerator", PIXART_DMD_RECIPE, None,
          "PixArt-alpha/PixArt-Alpha-DMD-XL-2-512x512, one step at t=400 (x0), 512 px"),
     ]
+    register("dmd2-sd15", "methods.dmd2_sd15:DMD2SD15Generator",
+             description="tianweiy/DMD2 one-step SD 1.5 generator (FID 8.35 checkpoint), t=999, alpha 0.0047",
+             nfe=1, licence="cc-by-nc-4.0: non-commercial", non_commercial=True, gated=False, model="tianweiy/DMD2",
+             settings_source="https://github.com/tianweiy/DMD2 main/test_folder_sd.py")
     for name, target, recipe, variants, description in field:
         register(name, target, description=description, **recipe_info(recipe, variants=variants))

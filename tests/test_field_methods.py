@@ -19,6 +19,7 @@ from bench.toy_hub import (  # noqa: E402
     PIXART_DMD,
     SANA_SPRINT,
     SCHEDULERS,
+    SD15,
     SDXL_BASE,
     SDXL_TURBO,
 )
@@ -133,7 +134,7 @@ def test_listed_with_licences():
     assert methods["sdxl-lightning"]["variants"] == ["1step", "2step", "4step", "8step"]
 
 
-@pytest.mark.parametrize("name", FIELD)
+@pytest.mark.parametrize("name", [*FIELD, "dmd2-sd15"])
 def test_runs_by_its_real_id_on_the_toy_hub(name, on_toy_hub, tmp_path):
     argv = ["run", "--method", name, "--suite", "smoke", "--limit", "2", "--device", "cpu", "--metrics", "none",
             "--out", str(tmp_path), "--run-name", "r"]
@@ -146,7 +147,7 @@ def test_runs_by_its_real_id_on_the_toy_hub(name, on_toy_hub, tmp_path):
     assert generator["licence"] and generator["settings_source"]
 
 
-@pytest.mark.parametrize("name", FIELD)
+@pytest.mark.parametrize("name", [*FIELD, "dmd2-sd15"])
 def test_runs_at_toy_size(name, tmp_path):
     argv = ["run", "--method", name, "--method-args", "size=tiny", "--suite", "smoke", "--limit", "2",
             "--device", "cpu", "--metrics", "none", "--out", str(tmp_path), "--run-name", "r"]
@@ -165,7 +166,7 @@ def test_reproduce_field_plans_every_method():
     rc, out, err = run_cli("reproduce", "field", "--dry-run")
     assert rc == 0, err
     planned = {line.split("--method ")[1].split()[0] for line in out.splitlines() if line.startswith("python -m bench run")}
-    assert planned == set(FIELD)
+    assert planned == {*FIELD, "dmd2-sd15"}
     assert "--method sana-sprint --method-args steps=1" in out  # the published SANA-Sprint numbers are one-step
 
 
@@ -192,3 +193,21 @@ def test_latency_at_another_size(name, tmp_path):
     gen = make(name, size="tiny")
     noise = torch.randn(1, gen.noise_shape[0], 48 // gen.pipe.vae_scale_factor, 64 // gen.pipe.vae_scale_factor)
     assert gen.generate(noise, PROMPTS[:1]).shape == (1, 3, 48, 64)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_dmd2_sd15_is_the_authors_one_step_formula(exact):
+    """x0 = (z - sqrt(1 - a) eps) / sqrt(a) at t = 999 with the script's a = 0.0047 (exact_alpha: the scheduler's
+    alpha_bar, which is what diffusers' DDPM step predicts as x0), decoded by the SD VAE."""
+    gen = make("dmd2-sd15", size="tiny", exact_alpha=exact)
+    noise = batch_noise(0, [0, 1], gen.noise_shape)
+    with torch.no_grad():
+        ids = gen.tokenize(PROMPTS)
+        eps = gen.unet(noise, torch.full((2,), 999), encoder_hidden_states=gen.text_encoder(ids)[0]).sample
+        if exact:
+            x0 = scheduler(SD15, "DDPMScheduler").step(eps, 999, noise).pred_original_sample
+        else:
+            x0 = (noise - (1 - 0.0047) ** 0.5 * eps) / 0.0047**0.5
+        ref = (gen.vae.decode(x0 / 0.18215).sample / 2 + 0.5).clamp(0, 1)
+    assert float((gen.generate(noise, PROMPTS) - ref).abs().max()) < 1e-4
+    assert gen.describe()["alpha_T"] == (pytest.approx(0.00466, abs=1e-5) if exact else 0.0047)
