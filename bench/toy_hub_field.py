@@ -143,6 +143,12 @@ def student_unet_files(seed: int, repo: str) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for k, name in enumerate(STUDENT_UNETS[repo]):
         files.update(state_dict_file(_toy_sdxl_unet(seed + k), name))
+    if repo == HYPER_SD:  # the 1-step unified LoRA for SDXL base (diffusers key layout)
+        from safetensors.torch import save
+
+        from methods.families import toy_lora_state
+
+        files["Hyper-SDXL-1step-lora.safetensors"] = save(toy_lora_state(_toy_sdxl_unet(seed + 50), seed + 51))
     if repo == DMD2:  # the one-step SD 1.5 generator: an fp32 state dict of the SD 1.5 UNet in its run folder
         from bench.toy_hub import _toy_unet
         from methods.dmd2_sd15 import DMD2_SD15_FILE

@@ -56,7 +56,7 @@ def _register_field(register) -> None:
     from methods.pixart_dmd import PIXART_DMD_RECIPE
     from methods.recipe import recipe_info
     from methods.sana_sprint import SANA_SPRINT_VARIANTS
-    from methods.sdxl import DMD2_RECIPE, HYPER_SD_RECIPE, LIGHTNING_VARIANTS, SDXL_TURBO_RECIPE
+    from methods.sdxl import DMD2_RECIPE, HYPER_SD_VARIANTS, LIGHTNING_VARIANTS, SDXL_TURBO_RECIPE
 
     field = [
         ("sdxl-turbo", "methods.sdxl:SDXLTurboGenerator", SDXL_TURBO_RECIPE, None,
@@ -67,8 +67,8 @@ def _register_field(register) -> None:
          "tianweiy/DMD2 one-step SDXL UNet, LCMScheduler at t=399, no guidance, 1024 px"),
         ("sdxl-lightning", "methods.sdxl:SDXLLightningGenerator", LIGHTNING_VARIANTS["1step"], LIGHTNING_VARIANTS,
          "ByteDance/SDXL-Lightning 1-step x0 UNet, trailing Euler (variant=2step/4step/8step), 1024 px"),
-        ("hyper-sd", "methods.sdxl:HyperSDGenerator", HYPER_SD_RECIPE, None,
-         "ByteDance/Hyper-SD one-step SDXL UNet, LCMScheduler at t=800, no guidance, 1024 px"),
+        ("hyper-sd", "methods.sdxl:HyperSDGenerator", HYPER_SD_VARIANTS["unet"], HYPER_SD_VARIANTS,
+         "ByteDance/Hyper-SD one-step SDXL UNet, LCMScheduler at t=800 (variant=lora: 1-step LoRA, TCD eta=1)"),
         ("sana-sprint", "methods.sana_sprint:SanaSprintGenerator", SANA_SPRINT_VARIANTS["1.6B"], SANA_SPRINT_VARIANTS,
          "SANA-Sprint 1.6B (variant=0.6B), 2 sCM steps (steps=1), embedded guidance 4.5, 1024 px, DC-AE"),
         ("flux-schnell", "methods.flux:FluxSchnellGenerator", FLUX_SCHNELL_RECIPE, None,

@@ -297,3 +297,23 @@ def family_of(name: str) -> Family:
 
     families = {f.name: f for f in (SDXLFamily(), LCMFamily(), FluxFamily(), PixArtFamily(), SanaSprintFamily())}
     return families[name]
+
+
+def toy_lora_state(unet: Any, seed: int, rank: int = 4) -> dict[str, Any]:
+    """A seeded random LoRA (attention projections, rank ``rank``) for ``unet``, as ``unet.*`` diffusers keys."""
+    import copy
+
+    import torch
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    host = copy.deepcopy(unet)
+    host.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in host.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(host))
+    return {f"unet.{k}": v.detach().contiguous() for k, v in state.items()}

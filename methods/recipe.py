@@ -51,6 +51,8 @@ class Recipe:
     #: Repository and file of a replacement denoiser state dict (None: the pipeline's own denoiser).
     unet_repo: str | None = None
     unet_file: str | None = None
+    #: A LoRA file in ``unet_repo`` that the card loads into the pipeline and fuses (``fuse_lora()``, scale 1).
+    lora_file: str | None = None
     #: The scheduler config comes from the denoiser's repository (``scheduler/scheduler_config.json``).
     student_scheduler: bool = False
     #: Further keyword arguments of the pipeline call (eta, max_sequence_length, ...).
@@ -91,6 +93,18 @@ def load_state_file(path: Path) -> dict[str, Any]:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def fuse_lora(pipe: Any, state: dict[str, Any]) -> None:
+    """Load a LoRA state dict into ``pipe``, fuse it into the weights at scale 1 and drop the adapters (the
+    networks are then plain modules holding the fused weights)."""
+    try:
+        pipe.load_lora_weights(dict(state))
+    except (ValueError, KeyError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BenchError(f"cannot load the LoRA weights into {type(pipe).__name__}: {first}") from exc
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
 
 
 def steps_option(default: int, help: str) -> Option:
@@ -149,10 +163,14 @@ class RecipeGenerator(Generator):
         else:
             components = self._published(recipe)
             self.toy = self.weights == RANDOM
+        if recipe.lora_file:
+            lora = self._lora_state(recipe, components)
         for name, module in components.items():
             if isinstance(module, torch.nn.Module):
                 place(module, self.device, self.family.module_dtype(name, module, dtype))
         self.pipe = self.family.pipeline_class()(**components)
+        if recipe.lora_file:
+            fuse_lora(self.pipe, lora)
         self.pipe.set_progress_bar_config(disable=True)
         self.scheduler = self.pipe.scheduler
 
@@ -175,6 +193,21 @@ class RecipeGenerator(Generator):
             config = {**dict(components["scheduler"].config), **recipe.scheduler_overrides}
             components["scheduler"] = scheduler_from_config(config, recipe.scheduler)
         return components
+
+    def _lora_state(self, recipe: Recipe, components: dict[str, Any]) -> dict[str, Any]:
+        """The recipe's LoRA weights: the published file, or seeded random ones for toy networks."""
+        if getattr(self, "toy", False) and self.args.get("size") == "tiny":
+            from methods.families import toy_lora_state
+
+            return toy_lora_state(components[self.family.denoiser], int(self.args.get("weights_seed") or 0) + 7)
+        ref = self.args.get("unet") or recipe.unet_repo or recipe.repo
+        snap = fetch(ref, [recipe.lora_file], None, "unet")
+        path = snap.path / recipe.lora_file
+        if not path.is_file():
+            raise BenchError(f"unet={ref}: {recipe.lora_file} is missing there; give the folder that holds it")
+        self.sources["lora"] = {**snap.provenance(), "file": recipe.lora_file}
+        self.weights = weights_of(self._base_snapshot, snap)
+        return _load("LoRA weights", snap, lambda: load_state_file(path), "unet")
 
     def _student(self, recipe: Recipe, base_ref: str, components: dict[str, Any]) -> Snapshot:
         """Build the denoiser (config beside the weights file, else the base's) and load the recipe's weights
@@ -279,6 +312,7 @@ class RecipeGenerator(Generator):
             "architecture": recipe.family + ("-toy" if self.args.get("size") == "tiny" else ""),
             "model": recipe.unet_repo or recipe.repo,
             "unet_file": recipe.unet_file,
+            "lora_file": recipe.lora_file,
             "steps": recipe.steps,
             "timesteps": list(recipe.timesteps) if recipe.timesteps else None,
             "guidance": recipe.guidance,

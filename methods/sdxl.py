@@ -67,6 +67,17 @@ HYPER_SD_RECIPE = lcm_student(
 )
 
 
+HYPER_SD_LORA_RECIPE = Recipe(
+    repo=SDXL_BASE, family="sdxl", resolution=1024, steps=1, guidance=0.0, scheduler="TCDScheduler",
+    unet_repo=HYPER_SD, lora_file="Hyper-SDXL-1step-lora.safetensors", call={"eta": 1.0},
+    source="https://huggingface.co/ByteDance/Hyper-SD README.md, 1-step unified SDXL LoRA (load_lora_weights, "
+           "fuse_lora, TCDScheduler.from_config of the SDXL base scheduler, num_inference_steps=1, guidance_scale=0, "
+           "eta=1.0)",
+    licence="openrail++",
+)
+HYPER_SD_VARIANTS = {"unet": HYPER_SD_RECIPE, "lora": HYPER_SD_LORA_RECIPE}
+
+
 class SDXLTurboGenerator(RecipeGenerator):
     """SDXL-Turbo (adversarial diffusion distillation of SDXL), one step at 512 px."""
 
@@ -98,7 +109,13 @@ class SDXLLightningGenerator(RecipeGenerator):
 
 
 class HyperSDGenerator(RecipeGenerator):
-    """Hyper-SD's one-step SDXL UNet in the SDXL base pipeline, one LCM step at t = 800."""
+    """Hyper-SD's one-step SDXL UNet (one LCM step at t = 800) or its one-step LoRA (``variant=lora``, TCD)."""
 
     name = "hyper-sd"
     recipe = HYPER_SD_RECIPE
+    variants = HYPER_SD_VARIANTS
+    options: ClassVar[dict[str, Option]] = {
+        **RECIPE_OPTIONS,
+        "variant": Option("unet", str, tuple(HYPER_SD_VARIANTS), help="unet: the 1-step SDXL UNet (LCM at t=800); "
+                          "lora: the 1-step unified SDXL LoRA fused into SDXL base (TCD, eta=1)"),
+    }

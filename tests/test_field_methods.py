@@ -211,3 +211,30 @@ def test_dmd2_sd15_is_the_authors_one_step_formula(exact):
         ref = (gen.vae.decode(x0 / 0.18215).sample / 2 + 0.5).clamp(0, 1)
     assert float((gen.generate(noise, PROMPTS) - ref).abs().max()) < 1e-4
     assert gen.describe()["alpha_T"] == (pytest.approx(0.00466, abs=1e-5) if exact else 0.0047)
+
+
+def test_hyper_sd_lora_equals_the_card(on_toy_hub, tmp_path):
+    """variant=lora: the card's 1-step LoRA loaded and fused into SDXL base, TCDScheduler, eta=1, one step."""
+    from methods.families import family_of, toy_lora_state
+    from methods.sdxl import HYPER_SD_LORA_RECIPE
+
+    gen = make("hyper-sd", size="tiny", variant="lora")
+    noise = batch_noise(0, [0, 1], gen.noise_shape)
+    fresh = family_of("sdxl").toy_components(0, HYPER_SD_LORA_RECIPE)  # the same seeded networks, not fused yet
+    pipe = diffusers.StableDiffusionXLPipeline(**{**fresh, "scheduler": scheduler(SDXL_BASE, "TCDScheduler")})
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(toy_lora_state(fresh["unet"], 7))
+    pipe.fuse_lora()
+    h, w = gen.image_size
+    ref = pipe(prompt=PROMPTS, num_inference_steps=1, guidance_scale=0, eta=1.0, latents=noise.clone(), height=h,
+               width=w, output_type="pt").images
+    ours = gen.generate(noise, PROMPTS)
+    assert float((ours - ref).abs().max()) < 1e-5
+    plain = make("hyper-sd", size="tiny")  # the UNet variant: another network and sampler
+    assert float((plain.generate(noise, PROMPTS) - ours).abs().max()) > 1e-3
+    rc, _, err = run_cli("run", "--method", "hyper-sd", "--method-args", "variant=lora", "--suite", "smoke",
+                         "--limit", "2", "--device", "cpu", "--metrics", "none", "--out", str(tmp_path),
+                         "--run-name", "r")
+    assert rc == 0, err
+    sources = json.loads((tmp_path / "r" / "results.json").read_text())["config"]["generator"]["sources"]
+    assert sources["lora"]["file"] == "Hyper-SDXL-1step-lora.safetensors" and sources["lora"]["toy_hub"]
