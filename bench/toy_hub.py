@@ -1,9 +1,11 @@
 """An offline Hugging Face hub cache holding toy-size models under the real hub ids.
 
 Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, SD 1.5 for
-the paper's ``diffusers`` row, TAESD), and every metric network loaded through transformers' ``from_pretrained``
-(FD-DINOv2's backbones, CMMD's CLIP ViT-L/14-336, PickScore and its processor's tokenizer), gets a
-snapshot in the hub cache's own layout::
+the paper's ``diffusers`` row, TAESD, and the one-step field of :mod:`bench.toy_hub_field`: SDXL base,
+SDXL-Turbo, DMD2, SDXL-Lightning, Hyper-SD, LCM-Dreamshaper, FLUX.1-schnell, PixArt-alpha and its DMD student,
+SANA-Sprint 1.6B / 0.6B), and every metric network loaded through transformers' ``from_pretrained`` (FD-DINOv2's
+backbones, CMMD's CLIP ViT-L/14-336, PickScore and its processor's tokenizer), gets a snapshot in the hub cache's
+own layout::
 
     <cache>/models--<owner>--<name>/blobs/<sha256>          file contents
                                    /refs/main               the snapshot's commit hash
@@ -58,6 +60,21 @@ CMMD_CLIP = "openai/clip-vit-large-patch14-336"
 PICKSCORE = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 TAESD = "madebyollin/taesd"
+SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_TURBO = "stabilityai/sdxl-turbo"
+DMD2 = "tianweiy/DMD2"
+SDXL_LIGHTNING = "ByteDance/SDXL-Lightning"
+HYPER_SD = "ByteDance/Hyper-SD"
+LCM_DREAMSHAPER = "SimianLuo/LCM_Dreamshaper_v7"
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+PIXART_BASE = "PixArt-alpha/PixArt-XL-2-1024-MS"
+PIXART_DMD = "PixArt-alpha/PixArt-Alpha-DMD-XL-2-512x512"
+SANA_SPRINT = "Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers"
+SANA_SPRINT_SMALL = "Efficient-Large-Model/Sana_Sprint_0.6B_1024px_diffusers"
+_PIXART_BETAS: dict[str, Any] = {"beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
+                                 "num_train_timesteps": 1000, "prediction_type": "epsilon", "trained_betas": None}
+_SANA_SPRINT_SCHEDULER: dict[str, Any] = {"_class_name": "SCMScheduler", "num_train_timesteps": 1000,
+                                          "prediction_type": "trigflow", "sigma_data": 0.5}
 #: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
 MARKER = "bench_toy_hub.json"
 
@@ -81,6 +98,24 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     SWIFTBRUSH: {"_class_name": "DDPMScheduler", **_SCHEDULER_COMMON, "variance_type": "fixed_small"},
     INSTAFLOW: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
     SD15: {"_class_name": "PNDMScheduler", **_SCHEDULER_COMMON},
+    SDXL_BASE: {"_class_name": "EulerDiscreteScheduler", **_SCHEDULER_COMMON, "interpolation_type": "linear",
+                "sample_max_value": 1.0, "timestep_spacing": "leading", "use_karras_sigmas": False},
+    SDXL_TURBO: {"_class_name": "EulerAncestralDiscreteScheduler", **_SCHEDULER_COMMON,
+                 "timestep_spacing": "trailing"},
+    LCM_DREAMSHAPER: {"_class_name": "LCMScheduler", **_SCHEDULER_COMMON, "clip_sample_range": 1.0,
+                      "dynamic_thresholding_ratio": 0.995, "original_inference_steps": 50,
+                      "rescale_betas_zero_snr": False, "sample_max_value": 1.0, "set_alpha_to_one": True,
+                      "thresholding": False, "timestep_scaling": 10.0, "timestep_spacing": "leading"},
+    FLUX_SCHNELL: {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+                   "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 1.0,
+                   "use_dynamic_shifting": False},
+    PIXART_BASE: {"_class_name": "DPMSolverMultistepScheduler", **_PIXART_BETAS, "algorithm_type": "dpmsolver++",
+                  "solver_order": 2, "solver_type": "midpoint", "lower_order_final": True, "steps_offset": 0,
+                  "timestep_spacing": "linspace"},
+    PIXART_DMD: {"_class_name": "DDPMScheduler", **_PIXART_BETAS, "clip_sample": False, "steps_offset": 0,
+                 "variance_type": "fixed_small"},
+    SANA_SPRINT: _SANA_SPRINT_SCHEDULER,
+    SANA_SPRINT_SMALL: _SANA_SPRINT_SCHEDULER,
 }
 
 
@@ -290,6 +325,14 @@ UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 4
 
 
 def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
+    from bench.toy_hub_field import (
+        dit_repo_files,
+        lcm_repo_files,
+        pixart_dmd_files,
+        sdxl_repo_files,
+        student_unet_files,
+    )
+
     return {
         SD21_BASE: lambda: sd_pipeline_files(SD21_BASE, seed, unet_seed=seed + UNET_SEEDS[SD21_BASE]),
         SD_TURBO: lambda: sd_pipeline_files(SD_TURBO, seed, unet_seed=seed + UNET_SEEDS[SD_TURBO]),
@@ -302,11 +345,24 @@ def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
         CMMD_CLIP: lambda: clip_model_files(seed + 300),
         PICKSCORE: lambda: clip_model_files(seed + 301),
         PICKSCORE_PROCESSOR: lambda: clip_model_files(seed + 302),
+        SDXL_BASE: lambda: sdxl_repo_files(seed + 200, SDXL_BASE, seed + 201),
+        SDXL_TURBO: lambda: sdxl_repo_files(seed + 200, SDXL_TURBO, seed + 211),
+        DMD2: lambda: student_unet_files(seed + 221, DMD2),
+        SDXL_LIGHTNING: lambda: student_unet_files(seed + 231, SDXL_LIGHTNING),
+        HYPER_SD: lambda: student_unet_files(seed + 241, HYPER_SD),
+        LCM_DREAMSHAPER: lambda: lcm_repo_files(seed + 300),
+        FLUX_SCHNELL: lambda: dit_repo_files(seed + 400, FLUX_SCHNELL, "flux", "FluxPipeline"),
+        PIXART_BASE: lambda: dit_repo_files(seed + 500, PIXART_BASE, "pixart", "PixArtAlphaPipeline"),
+        PIXART_DMD: lambda: pixart_dmd_files(seed + 511),
+        SANA_SPRINT: lambda: dit_repo_files(seed + 600, SANA_SPRINT, "sana-sprint", "SanaSprintPipeline"),
+        SANA_SPRINT_SMALL: lambda: dit_repo_files(seed + 610, SANA_SPRINT_SMALL, "sana-sprint", "SanaSprintPipeline"),
     }
 
 
 #: Every repository the toy hub holds.
-GENERATOR_REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD)
+GENERATOR_REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD, SDXL_BASE, SDXL_TURBO,
+                                    DMD2, SDXL_LIGHTNING, HYPER_SD, LCM_DREAMSHAPER, FLUX_SCHNELL, PIXART_BASE,
+                                    PIXART_DMD, SANA_SPRINT, SANA_SPRINT_SMALL)
 METRIC_REPOS: tuple[str, ...] = (*DINOV2, CMMD_CLIP, PICKSCORE, PICKSCORE_PROCESSOR)
 REPOS: tuple[str, ...] = (*GENERATOR_REPOS, *METRIC_REPOS)
 

@@ -11,7 +11,7 @@ from bench.errors import BenchError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", nargs="?", help="table1 ... table9, swiftbrush-v1, swiftbrush-v1-cost (see --list)")
+    p.add_argument("table", nargs="?", help="table1 ... table9, swiftbrush-v1, swiftbrush-v1-cost, field (see --list)")
     p.add_argument("--list", action="store_true", help="list the tables and the model ids that --map accepts")
     p.add_argument("--dry-run", action="store_true", help="print the exact commands, run nothing")
     p.add_argument("--out", default="runs", help="folder of the run directories (default: runs/)")

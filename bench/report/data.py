@@ -11,8 +11,8 @@ from typing import Any
 from bench.errors import BenchError
 
 PAPER_FILE = Path(__file__).resolve().parent.parent / "paper" / "sbv2.toml"
-#: Source marks of a paper cell.
-SOURCES = ("rerun", "reported", "paper")
+#: Source marks of a paper cell ("published": by the model's own authors, in the one-step field table).
+SOURCES = ("rerun", "reported", "paper", "published")
 
 
 @dataclass(frozen=True)
