@@ -345,3 +345,23 @@ def test_html_renders_offline_in_a_headless_browser(report, tmp_path):
     with Image.open(shot) as im:
         rgb = np.asarray(im.convert("RGB"))
     assert (rgb < 250).any(axis=2).mean() > 0.02 and len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50
+
+
+def test_a_damaged_image_leaves_a_blank_grid_cell_and_the_report_goes_on(runs, tmp_path):
+    import shutil
+
+    from bench.cli import main
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    damaged = sorted((copy / "seed-0" / "images").glob("*.png"))[0]
+    damaged.write_bytes(b"not a png")
+    out = tmp_path / "report"
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["report", "--runs", str(copy), "--out", str(out)]) == 0
+    assert str(damaged) in err.getvalue() and "cannot be read" in err.getvalue()
+    assert (out / "grid-prompts.png").is_file() and (out / "index.html").is_file()

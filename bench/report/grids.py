@@ -59,8 +59,15 @@ def _draw(rows: Sequence[tuple[str, Sequence[Path]]], header: Sequence[str], out
         draw.multiline_text((4, y + 4), "\n".join(line for part in label.split("\n")
                                                   for line in textwrap.wrap(part, 24)[:3]), fill="black")
         for j, path in enumerate(paths):
-            with Image.open(path) as im:
-                canvas.paste(im.convert("RGB").resize((THUMB, THUMB)), (LABEL_W + j * THUMB, y))
+            try:
+                with Image.open(path) as im:
+                    canvas.paste(im.convert("RGB").resize((THUMB, THUMB)), (LABEL_W + j * THUMB, y))
+            except (OSError, ValueError) as exc:  # a damaged image: its cell says so, the report goes on
+                import sys
+
+                print(f"bench: warning: {path} cannot be read ({type(exc).__name__}); its grid cell is left blank",
+                      file=sys.stderr)
+                draw.multiline_text((LABEL_W + j * THUMB + 4, y + THUMB // 2), "unreadable\nimage", fill="red")
     canvas.save(out)
     return out
 
