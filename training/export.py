@@ -228,9 +228,8 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str, output_dir: str | Pa
                       overwrite: bool = False) -> Path:
     """Export a ``checkpoint-<step>`` of a run (``checkpoint`` = ``latest``, a step number or a path) into a new
     ``output_dir`` (never inside the run; an existing non-empty one only with ``overwrite``)."""
-    from safetensors.torch import load_file
 
-    from training.checkpoint import EMA_FILE, STUDENT_FILE, read_state, resolve_checkpoint
+    from training.checkpoint import EMA_FILE, STUDENT_FILE, load_tensors, read_state, resolve_checkpoint
     from training.config import build_config, read_toml
     from training.outputs import check_no_overlap, staged_output
 
@@ -246,10 +245,10 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str, output_dir: str | Pa
         raise BenchError(f"{run} has no checkpoints")
     check_no_overlap(output_dir, [path])
     use_ema = ema and (path / EMA_FILE).is_file()
-    raw = load_file(str(path / STUDENT_FILE))
+    raw = load_tensors(path / STUDENT_FILE)
     lora = config.student_mode == "lora"
-    trained = load_file(str(path / EMA_FILE)) if use_ema and not lora else raw
-    delta = load_file(str(path / EMA_FILE)) if use_ema and lora else None
+    trained = load_tensors(path / EMA_FILE) if use_ema and not lora else raw
+    delta = load_tensors(path / EMA_FILE) if use_ema and lora else None
     step = read_state(path)["step"]
     with staged_output(output_dir, overwrite) as tmp:
         export_student(config, trained, tmp, {"steps": step, "ema": use_ema, "checkpoint": str(path)}, delta=delta)
