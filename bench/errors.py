@@ -34,7 +34,9 @@ def run_guarded(prog: str, command: Callable[[], int | None], on_interrupt: str)
     is a bug: one line with a hint to report it, exit status 1 (``BENCH_DEBUG=1`` shows the traceback).
     """
     try:
-        return int(command() or 0)
+        code = int(command() or 0)
+        sys.stdout.flush()  # here, not at exit, so that a reader who stopped early (`| head -c 1`) is handled below
+        return code
     except BenchError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

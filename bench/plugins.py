@@ -46,9 +46,20 @@ def check_not_shadowed() -> None:
         spec = importlib.util.find_spec(name)
         places = list(spec.submodule_search_locations or []) if spec is not None else []
         if spec is None or not places or Path(places[0]).resolve() != home / name:
+            if places and _same_file(Path(places[0]) / "__init__.py", home / name / "__init__.py"):
+                continue  # another copy of this project (a checkout beside the installed package): not foreign
             found = places[0] if places else (spec.origin if spec is not None else "nothing")
             raise BenchError(f"the package {name!r} is imported from {found}, not from sbv2-bench ({home / name}): "
                              f"a folder named {name}/ shadows it; run from another directory or rename that folder")
+
+
+def _same_file(a: object, b: object) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(str(a)).read_bytes() == Path(str(b)).read_bytes()
+    except OSError:
+        return False
 
 
 def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
