@@ -86,6 +86,15 @@ class Source:
     #: The loaded denoiser's sampling constants (:meth:`bench.generator.Generator.merge_constants`).
     constants: dict[str, float] = field(default_factory=dict)
 
+    def content_spec(self) -> str:
+        """The source spec with a local weights folder written as its content (the denoiser's fingerprint), so a
+        renamed or moved folder with the same weights is the same source."""
+        if not self.directory:
+            return self.spec
+        method, args = parse_source(self.spec)
+        args = {**args, "weights": f"sha256:{self.fingerprint}"}
+        return f"{method}:" + ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+
     def record(self) -> dict[str, Any]:
         """The source as ``sweep.json`` records it."""
         return {"source": self.spec, "method": self.method, "method_args": self.method_args,
@@ -174,7 +183,9 @@ class MergedGenerator(Generator):
         self.host = b.generator if components == "from b" else a.generator
         #: x0 constants and the like, merged with the weights (each source's own at the ends of a sweep)
         self.constants = interpolate_constants(a.constants, b.constants, self.lam)
-        self.args = {"a": a.spec, "a_fingerprint": a.fingerprint, "b": b.spec, "b_fingerprint": b.fingerprint,
+        # identity by content: a local source folder counts by its weights, not its path (``describe`` keeps paths)
+        self.args = {"a": a.content_spec(), "a_fingerprint": a.fingerprint, "b": b.content_spec(),
+                     "b_fingerprint": b.fingerprint,
                      "lambda": self.lam, "components": components, "constants": self.constants,
                      "convention": "theta = lambda * theta_A + (1 - lambda) * theta_B"}
 

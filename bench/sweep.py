@@ -114,13 +114,22 @@ class SweepRequest:
         return Path(self.out) / safe_name(self.sweep_name or f"{self.suite}-{self.a}-vs-{self.b}")
 
 
+def _by_content(source: Any) -> Any:
+    """A source record without what only names where its weights live (the spec and the ``weights`` path), when
+    it carries the fingerprint of those weights: a renamed folder with the same weights is the same source."""
+    if not isinstance(source, dict) or not source.get("fingerprint"):
+        return source
+    args = {k: v for k, v in (source.get("method_args") or {}).items() if k != "weights"}
+    return {**{k: v for k, v in source.items() if k not in ("source", "method_args")}, "method_args": args}
+
+
 def _differs(existing: Mapping[str, Any], identity: Mapping[str, Any]) -> list[str]:
     import json
 
     canon = lambda v: json.dumps(v, sort_keys=True, default=str)  # noqa: E731
     out = []
     for key in IDENTITY:
-        old, new = existing.get(key), identity.get(key)
+        old, new = _by_content(existing.get(key)), _by_content(identity.get(key))
         if canon(old) == canon(new):
             continue
         if isinstance(old, dict) and isinstance(new, dict):  # name the part of a source that changed

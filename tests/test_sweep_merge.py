@@ -217,3 +217,21 @@ def test_components_choice_and_merged_components(one_thread):
     from_b.load(torch.device("cpu"), torch.float32)
     assert from_b.host is b.generator and from_b.describe()["merge"]["host"] == "b"
     assert from_b.args["b_fingerprint"] == b.fingerprint and from_b.args["lambda"] == 0.25
+
+
+def test_a_renamed_source_with_the_same_weights_resumes_the_sweep(sweep, students, tmp_path):
+    """Identity by content: the sweep and its points are found again under a renamed (identical) student."""
+    import shutil
+
+    shutil.copytree(sweep["dir"], tmp_path / "ab")
+    renamed = {"a": tmp_path / "a-renamed", "b": students["b"]}
+    shutil.copytree(students["a"], renamed["a"])
+    use_toy()
+    rc, _, err = run_cli(*sweep_argv(renamed, tmp_path))
+    assert rc == 0, err
+    record = json.loads((tmp_path / "ab" / "sweep.json").read_text())
+    assert record["a"]["source"].endswith("a-renamed")  # the record names where the weights are now
+    for point in ("lambda-0.00", "lambda-0.50", "lambda-1.00"):
+        results = json.loads((tmp_path / "ab" / point / "results.json").read_text())
+        assert results["images"]["generated_this_run"] == 0, point
+        assert images(tmp_path / "ab" / point) == images(sweep["dir"] / point)
