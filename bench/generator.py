@@ -33,6 +33,8 @@ class Generator(ABC):
     name: str = ""
     #: Accepted ``--method-args``; unknown keys and bad values are rejected with exit status 2.
     options: ClassVar[dict[str, Option]] = {}
+    #: Hub id of the published weights the method loads when ``weights=`` is not given (None: it has none).
+    default_weights: ClassVar[str | None] = None
 
     def __init__(self, **method_args: Any) -> None:
         self.args = resolve_options("method", self.name, self.options, method_args)

@@ -409,7 +409,6 @@ class SDOneStepGenerator(OneStepGenerator):
     """
 
     arch: ClassVar[str] = "sd21"
-    default_weights: ClassVar[str | None] = None
     base_repo: ClassVar[str | None] = None
     options: ClassVar[dict[str, Option]] = {
         **COMMON_OPTIONS,

@@ -146,12 +146,14 @@ class SD21Generator(MultiStepGenerator):
     """Stable Diffusion 2.1-base at 512 px; the paper evaluates guidance 2, 4.5 (the teacher) and 7.5."""
 
     name = "sd21"
+    default_weights = SD21_BASE
     options: ClassVar[dict[str, Option]] = {**COMMON_OPTIONS, **MULTISTEP_OPTIONS}
 
     def build(self) -> Built:
         from methods.configs import SD21_PIPELINE_SCHEDULER
 
-        built = build_sd(self.args, self.name, arch=self.arch, default_weights=SD21_BASE, device=self.device)
+        built = build_sd(self.args, self.name, arch=self.arch, default_weights=self.default_weights,
+                         device=self.device)
         if built.weights == RANDOM:
             built.scheduler_config = dict(SD21_PIPELINE_SCHEDULER)
         return built

@@ -193,6 +193,8 @@ def test_matching_rules(tmp_path):
     assert plan_matches(models["sd-turbo"], "sd-turbo", {"size": "tiny"}, the_paper)
     assert plan_matches(models["sd-turbo"], "sd-turbo", {"weights": "stabilityai/sd-turbo"}, the_paper)
     assert not plan_matches(models["sd-turbo"], "sd-turbo", {"weights": "someone/finetune"}, the_paper)
+    sd21 = {"guidance": 4.5, "steps": 25, "weights": "stabilityai/stable-diffusion-2-1-base"}
+    assert plan_matches(models["sd21-cfg4_5"], "sd21", sd21, the_paper)  # its published id, named explicitly
     # a trained model is its recipe, not its folder name
     a = {"preset": "sbv2-a", "student_init": "sd-turbo", "clip_loss": False, "image_reg": False, "hps_loss": False}
     b = {**a, "preset": "sbv2-b", "student_mode": "lora", "clip_loss": True}

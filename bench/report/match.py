@@ -85,7 +85,7 @@ def _same(a: Any, b: Any) -> bool:
 _WEIGHT_OPTIONS = ("weights", "model")
 
 
-def _own_weights(model: Model, method_args: Mapping[str, Any], default_weights: str | None) -> bool:
+def _own_weights(method_args: Mapping[str, Any], default_weights: str | None) -> bool:
     """Whether a run of a public model used that model's weights (or random ones of its architecture)."""
     weights = method_args.get("weights")
     if weights in (None, "", "random") or method_args.get("size") == "tiny":
@@ -136,7 +136,13 @@ def _card(method_args: Mapping[str, Any]) -> dict[str, Any]:
 def models_of_run(paper: Paper, method: str, method_args: Mapping[str, Any]) -> list[str]:
     """The model ids a run (or latency record) of ``method`` with ``method_args`` evaluated (rules 2 and 3)."""
     from bench import plugins
+    from bench.generator import Generator
 
+    try:
+        target = plugins.current().methods.get(method).resolve()
+    except BenchError:  # a method no longer registered: only its plan's own options can say what it ran
+        target = None
+    default = target.default_weights if isinstance(target, type) and issubclass(target, Generator) else None
     out = []
     for model in paper.models.values():
         if model.method is None or method != model.method or model.trained:
@@ -146,11 +152,7 @@ def models_of_run(paper: Paper, method: str, method_args: Mapping[str, Any]) -> 
         if any(k in method_args for k in _WEIGHT_OPTIONS if k in model.method_args):
             out.append(model.id)  # the plan names the weights itself (``diffusers model=...``) and they agree
             continue
-        try:
-            default = getattr(plugins.current().methods.get(method).resolve(), "default_weights", None)
-        except BenchError:
-            default = None
-        if _own_weights(model, method_args, default):
+        if _own_weights(method_args, default):
             out.append(model.id)
     if method != "sbv2":
         return out
