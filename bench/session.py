@@ -102,7 +102,8 @@ class Session:
         other arguments are those of ``python -m bench run``. The run directory is resumable like the CLI's.
         """
         from bench.generator import Generator
-        from bench.runner import Run, RunRequest
+        from bench.run_request import RunRequest
+        from bench.runner import Run
         from bench.suites.base import Suite
 
         gen_obj = generator if isinstance(generator, Generator) else None

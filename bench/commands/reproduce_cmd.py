@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("name a table, e.g. `python -m bench reproduce table1 --dry-run` (--list shows them)")
     from bench.report.data import paper
     from bench.report.reproduce import missing_models, plan
-    from bench.runner import check_run_sizes
+    from bench.run_request import check_run_sizes
 
     check_run_sizes(args.batch_size, args.limit, args.workers)  # a plan never prints a command that cannot run
     if args.seed is not None and args.seed < 0:

@@ -60,7 +60,8 @@ def parse_metric_args(text: str) -> dict[str, dict[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     from bench.report import results_table
-    from bench.runner import Run, RunRequest
+    from bench.run_request import RunRequest
+    from bench.runner import Run
     from bench.seeds import parse_seeds, run_seeds
 
     metrics = None

@@ -93,7 +93,8 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]
 def run(args: argparse.Namespace) -> int:
     from bench.profiles import AS_GIVEN
     from bench.report import results_table
-    from bench.runner import Run, RunRequest
+    from bench.run_request import RunRequest
+    from bench.runner import Run
     from bench.session import Session
     from bench.suites.pair import FolderPairSuite
     from methods.images import ImagesMethod

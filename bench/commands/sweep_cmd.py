@@ -75,7 +75,7 @@ def sweep_request(args: argparse.Namespace) -> tuple[SweepRequest, list[SweepRec
     if args.save_merged is not None and not math.isfinite(args.save_merged):
         raise BenchError(f"--save-merged must be a finite number, got {args.save_merged}")
     if args.limit is not None and args.limit >= 1 and args.batch_size >= 1:  # before the sources load
-        from bench.runner import check_batch_against_limit
+        from bench.run_request import check_batch_against_limit
 
         check_batch_against_limit(args.batch_size, args.limit, args.limit * args.batch_size)
     compare = [load_sweep(args.compare)] if args.compare else []
