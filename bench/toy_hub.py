@@ -39,14 +39,14 @@ as ``"toy-hub"`` in each snapshot's ``bench_toy_hub.json``; results are never co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.hub_cache import MARKER, write_snapshot
 
 SD_TURBO = "stabilityai/sd-turbo"
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
@@ -75,8 +75,6 @@ _PIXART_BETAS: dict[str, Any] = {"beta_start": 0.0001, "beta_end": 0.02, "beta_s
                                  "num_train_timesteps": 1000, "prediction_type": "epsilon", "trained_betas": None}
 _SANA_SPRINT_SCHEDULER: dict[str, Any] = {"_class_name": "SCMScheduler", "num_train_timesteps": 1000,
                                           "prediction_type": "trigflow", "sigma_data": 0.5}
-#: Marker file in every toy snapshot (real repositories have none): what it is and how it was made.
-MARKER = "bench_toy_hub.json"
 
 _SCHEDULER_COMMON: dict[str, Any] = {
     "beta_end": 0.012,
@@ -117,49 +115,6 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     SANA_SPRINT: _SANA_SPRINT_SCHEDULER,
     SANA_SPRINT_SMALL: _SANA_SPRINT_SCHEDULER,
 }
-
-
-# -- the hub cache layout ----------------------------------------------------------------------------------
-def repo_folder(cache: Path, repo: str) -> Path:
-    """``<cache>/models--owner--name``: where the hub cache keeps a model repository."""
-    return Path(cache) / ("models--" + repo.replace("/", "--"))
-
-
-def commit_hash(files: dict[str, bytes]) -> str:
-    """A 40-hex commit id that depends only on the snapshot's file names and contents."""
-    h = hashlib.sha1(usedforsecurity=False)
-    for name in sorted(files):
-        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return h.hexdigest()
-
-
-def write_snapshot(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
-    """Store ``files`` (path in repo -> bytes) as the ``main`` snapshot of ``repo``; returns the snapshot folder.
-
-    Blobs are named by their sha256 and the snapshot holds relative symbolic links to them, as the hub client
-    writes them (a copy where links cannot be made). Re-writing the same files is a no-op.
-    """
-    root = repo_folder(cache, repo)
-    commit = commit_hash(files)
-    snapshot = root / "snapshots" / commit
-    for name, data in files.items():
-        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        if not blob.exists():
-            tmp = blob.with_suffix(".incomplete")
-            tmp.write_bytes(data)
-            os.replace(tmp, blob)
-        target = snapshot / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() or target.is_symlink():
-            continue
-        try:
-            target.symlink_to(os.path.relpath(blob, target.parent))
-        except OSError:
-            shutil.copyfile(blob, target)
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(commit)
-    return snapshot
 
 
 def _folder_files(folder: Path) -> dict[str, bytes]:
@@ -297,29 +252,6 @@ def taesd_files(seed: int) -> dict[str, bytes]:
     return _save(random_taesd(seed, "tiny"))
 
 
-def dinov2_files(seed: int) -> dict[str, bytes]:
-    """A DINOv2 backbone (transformers ``Dinov2Model``): config.json + model.safetensors at the root."""
-    from transformers import Dinov2Model
-
-    from bench.metrics.hf_extractors import dinov2_config
-    from methods.components import seeded
-
-    return _save(seeded(seed, lambda: Dinov2Model(dinov2_config("tiny"))))
-
-
-def clip_model_files(seed: int) -> dict[str, bytes]:
-    """A transformers ``CLIPModel`` repository: weights, config, tokenizer and image-processor files at the root."""
-    from transformers import CLIPModel
-
-    from bench.metrics.hf_extractors import clip_config
-    from methods.components import seeded
-
-    files = _save(seeded(seed, lambda: CLIPModel(clip_config("", "tiny"))))
-    files.update({k.removeprefix("tokenizer/"): v for k, v in clip_tokenizer_files("<|endoftext|>").items()})
-    files.update(_feature_extractor_files())
-    return files
-
-
 #: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
 UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 41}
 
@@ -332,6 +264,7 @@ def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
         sdxl_repo_files,
         student_unet_files,
     )
+    from bench.toy_hub_metrics import clip_model_files, dinov2_files
 
     return {
         SD21_BASE: lambda: sd_pipeline_files(SD21_BASE, seed, unet_seed=seed + UNET_SEEDS[SD21_BASE]),
@@ -385,19 +318,6 @@ def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, see
                                "note": "toy-size networks with seeded random weights, not the published model"})
         out[repo] = write_snapshot(Path(cache), repo, files)
     return out
-
-
-def any_toy(repos: Sequence[str]) -> bool:
-    """True when the hub cache's snapshot of any of ``repos`` was written by :func:`build` (its marker file is
-    cached; no network is asked)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    return any(isinstance(try_to_load_from_cache(repo, MARKER), str) for repo in repos)
-
-
-def is_toy(snapshot: str | os.PathLike[str]) -> bool:
-    """True for a snapshot folder written by :func:`build`."""
-    return (Path(snapshot) / MARKER).is_file()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,9 +49,9 @@ def load_pipeline(model: str, revision: str | None, dtype: Any) -> tuple[Any, di
                 )
             )
         source = {"id": model, "revision": path.name}
-    from bench.toy_hub import MARKER
+    from bench.hub_cache import is_toy
 
-    if (path / MARKER).is_file():  # toy-size random weights (bench.toy_hub), not the published model
+    if is_toy(path):  # toy-size random weights (bench.toy_hub), not the published model
         source["toy_hub"] = True
     try:
         pipe = DiffusionPipeline.from_pretrained(path, use_safetensors=True, torch_dtype=dtype, safety_checker=None)

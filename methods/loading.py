@@ -73,9 +73,9 @@ class Snapshot:
     @property
     def toy(self) -> bool:
         """True for a snapshot of the offline toy hub (:mod:`bench.toy_hub`): random toy-size weights."""
-        from bench.toy_hub import MARKER
+        from bench.hub_cache import is_toy
 
-        return (self.path / MARKER).is_file()
+        return is_toy(self.path)
 
     def provenance(self) -> dict[str, Any]:
         where: dict[str, Any] = {"path": str(self.path.resolve())} if self.local else {"id": self.ref,

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from bench.toy_hub import REPOS, SD_TURBO, build, repo_folder
+from bench.hub_cache import repo_folder
+from bench.toy_hub import REPOS, SD_TURBO, build
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 

@@ -177,7 +177,7 @@ class Metric(ABC):
     def _info(self, **extra: Any) -> dict[str, Any]:
         weights = self.args.get("weights", "pretrained")
         if weights == "pretrained" and self.hub_repos():
-            from bench.toy_hub import any_toy
+            from bench.hub_cache import any_toy
 
             if any_toy(self.hub_repos()):  # toy-size random weights under the real ids (bench.toy_hub)
                 weights, extra = "random", {**extra, "toy_hub": True}
