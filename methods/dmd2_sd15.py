@@ -16,7 +16,6 @@ from methods.components import Components
 from methods.loading import (
     BASE_FILES,
     SD_FILES,
-    SDOneStepGenerator,
     _load,
     build_sd,
     fetch,
@@ -25,6 +24,7 @@ from methods.loading import (
     weights_of,
     with_tiny_decoder,
 )
+from methods.sd_onestep import SDOneStepGenerator
 
 DMD2 = "tianweiy/DMD2"
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"

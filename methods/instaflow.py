@@ -8,8 +8,8 @@ checker is never loaded (blacked-out images would inflate FID).
 
 from __future__ import annotations
 
-from methods.loading import SDOneStepGenerator
 from methods.onestep import RECTIFIED_FLOW
+from methods.sd_onestep import SDOneStepGenerator
 
 INSTAFLOW = "XCLIU/instaflow_0_9B_from_sd_1_5"
 

@@ -34,7 +34,6 @@ from methods.loading import (
     BASE_FILES,
     RANDOM,
     Built,
-    SDOneStepGenerator,
     build_sd,
     fetch,
     on_base,
@@ -46,6 +45,7 @@ from methods.model_card import (  # noqa: F401 - write_model_card re-exported
     read_model_card,
     write_model_card,
 )
+from methods.sd_onestep import SDOneStepGenerator
 from methods.student import BIN_FILES, STUDENT_FILES, SUBFOLDERS, load_student_unet, student_subfolder
 
 SD_TURBO = "stabilityai/sd-turbo"

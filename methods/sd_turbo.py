@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from methods.loading import SDOneStepGenerator
+from methods.sd_onestep import SDOneStepGenerator
 
 SD_TURBO = "stabilityai/sd-turbo"
 

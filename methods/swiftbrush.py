@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from bench.options import Option
-from methods.loading import SDOneStepGenerator
+from methods.sd_onestep import SDOneStepGenerator
 
 SWIFTBRUSH = "thuanz123/swiftbrush"
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
