@@ -144,9 +144,8 @@ class TrainConfig:
 
     # -- EMA ----------------------------------------------------------------------------------------
     ema: bool = False
-    #: The EMA's largest decay. ``ema_rule = "official"`` (SwiftBrush's --use_ema: diffusers' EMAModel with its
-    #: defaults): the k-th update uses decay min(ema_decay, k / (9 + k)), so the first update copies the weights
-    #: and the decay warms up; ``"fixed"``: ema_decay from the first update, starting at the initial weights.
+    #: The EMA's largest decay; ``ema_rule``: ``official`` (SwiftBrush's --use_ema, diffusers' EMAModel: warms up
+    #: from a copy of the weights) or ``fixed`` (see :class:`training.checkpoint.EMA`).
     ema_decay: float = 0.9999
     ema_rule: str = "official"
     export_ema: bool = True

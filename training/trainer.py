@@ -31,9 +31,7 @@ from training import checkpoint as ckpt
 from training.checkpoint import EMA, list_checkpoints, resolve_checkpoint
 from training.config import TrainConfig, resolved_alpha_T, to_toml
 from training.runlog import RunLog
-from training.steps import LORA_UNCOND_PROB, StepPieces
-
-__all__ = ["LORA_UNCOND_PROB", "Trainer", "check_launch"]
+from training.steps import StepPieces
 
 _NOISE, _LORA, _REG = 0, 1, 1000
 
