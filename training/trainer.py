@@ -30,6 +30,7 @@ from bench.errors import BenchError
 from training import checkpoint as ckpt
 from training.checkpoint import EMA, list_checkpoints, resolve_checkpoint
 from training.config import TrainConfig, resolved_alpha_T, to_toml
+from training.outputs import remove_if_untouched
 from training.runlog import RunLog
 from training.steps import StepPieces
 
@@ -325,8 +326,6 @@ class Trainer(StepPieces, RunLog):
                 return self._train(export)
         except BenchError:
             if created and main:  # a refused start (a mis-launch, say) leaves no empty output directory behind
-                from training.outputs import remove_if_untouched
-
                 remove_if_untouched(self.output_dir)
             raise
 
