@@ -18,9 +18,33 @@ def lock_directory(path: str | Path, what: str) -> Iterator[Path]:
 
     ``what`` names the holder's job in the error another process gets, e.g. ``"training distill"``. Raises a
     one-line :class:`BenchError` naming the PID of the process that holds the lock. Where ``fcntl`` does not
-    exist (Windows) no lock is taken.
+    exist (Windows) no lock is taken. A directory this call created is removed again when the block fails
+    before writing anything into it (a refused start leaves no empty folder behind).
     """
     directory = Path(path)
+    created = not directory.exists()
+    try:
+        with _locked(directory, what) as held:
+            yield held
+    except Exception:
+        if created:
+            _remove_if_untouched(directory)
+        raise
+
+
+def _remove_if_untouched(directory: Path) -> None:
+    """Remove ``directory`` when it holds nothing but the lock file and empty folders."""
+    entries = sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    if any(p.is_file() and p.name != LOCK_FILE for p in entries):
+        return
+    with contextlib.suppress(OSError):
+        for p in entries:
+            p.rmdir() if p.is_dir() else p.unlink()
+        directory.rmdir()
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, what: str) -> Iterator[Path]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -587,3 +587,19 @@ def test_line_breaks_inside_a_prompt_do_not_split_it(tmp_path, coco_root, one_th
     assert [r["prompt"] for r in rows] == ["a red\u2028bus", "a\x0cdog\u0085barking", "last"]
     _check("bench", argv, 0)
     assert json.loads((run_dir / "results.json").read_text())["images"]["generated_this_run"] == 0
+
+
+def test_a_refused_run_leaves_no_empty_run_directory(tmp_path):
+    """The run directory the lock created is removed again when the run is refused before writing anything."""
+    from helpers import run_cli
+
+    out = tmp_path / "runs"
+    rc, _, err = run_cli("run", "--method", "sbv2", "--method-args", f"weights={tmp_path / 'studnet'}", "--suite",
+                         "smoke", "--limit", "2", "--metrics", "none", "--out", str(out), "--device", "cpu")
+    assert rc == 2 and "no such directory" in err, err
+    assert not (out / "smoke-sbv2").exists()
+    (out / "kept").mkdir(parents=True)
+    (out / "kept" / "notes.txt").write_text("mine")  # an existing folder is never removed
+    rc, _, err = run_cli("run", "--method", "sbv2", "--method-args", f"weights={tmp_path / 'studnet'}", "--suite",
+                         "smoke", "--limit", "2", "--metrics", "none", "--out", str(out), "--run-name", "kept")
+    assert rc == 2 and (out / "kept" / "notes.txt").read_text() == "mine"

@@ -68,18 +68,3 @@ def staged_output(output: str | Path, overwrite: bool = False) -> Iterator[Path]
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_if_untouched(directory: Path) -> None:
-    """Remove ``directory`` when it holds nothing but the job's lock file and empty folders."""
-    from bench.locking import LOCK_FILE
-
-    entries = sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-    if any(p.is_file() and p.name != LOCK_FILE for p in entries):
-        return
-    for p in entries:
-        if p.is_dir():
-            p.rmdir()
-        else:
-            p.unlink()
-    directory.rmdir()

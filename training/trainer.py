@@ -30,7 +30,6 @@ from bench.errors import BenchError
 from training import checkpoint as ckpt
 from training.checkpoint import EMA, list_checkpoints, resolve_checkpoint
 from training.config import TrainConfig, resolved_alpha_T, to_toml
-from training.outputs import remove_if_untouched
 from training.runlog import RunLog
 from training.steps import StepPieces
 
@@ -320,14 +319,9 @@ class Trainer(StepPieces, RunLog):
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise BenchError(f"--output-dir {self.output_dir} exists and is not a directory; choose another path")
         main = os.environ.get("RANK", "0") in ("", "0")
-        created = not self.output_dir.exists()
-        try:
-            with lock_directory(self.output_dir, "training distill") if main else contextlib.nullcontext():
-                return self._train(export)
-        except BenchError:
-            if created and main:  # a refused start (a mis-launch, say) leaves no empty output directory behind
-                remove_if_untouched(self.output_dir)
-            raise
+        # the lock also removes an output directory it created when the start is refused (a mis-launch, say)
+        with lock_directory(self.output_dir, "training distill") if main else contextlib.nullcontext():
+            return self._train(export)
 
     def _count_truncated(self) -> int:
         from training.prompts import TOKEN_LIMIT, count_truncated
