@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.cache import cache_dir
+from bench.cache_dir import cache_dir
 from bench.locking import LOCK_FILE
-from bench.store import atomic_write_json
+from bench.run_dir import atomic_write_json
 
 HASH_CACHE_FILE = "file-hashes.json"
 #: Bytes read at each of the three places of a file's content sample.

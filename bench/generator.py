@@ -1,7 +1,7 @@
 """The interface every text-to-image method implements.
 
 A generator turns prompts and *given* initial noise into images. The caller owns the noise (see
-:mod:`bench.seeding`), so a sample depends only on (seed, index), never on batching or devices.
+:mod:`bench.sample_noise`), so a sample depends only on (seed, index), never on batching or devices.
 
 Generation is split into three stages so latency can be timed per stage:
 

@@ -32,15 +32,15 @@ from bench import plugins
 from bench.bootstrap import Recording, attach_interval, check_groups
 from bench.errors import BenchError
 from bench.external import ExternalImages, read_chunks
-from bench.feature_cache import GeneratedFeatures
-from bench.features import FeatureStore, Network, RunContext, chunks, default_workers
+from bench.feature_files import GeneratedFeatures
 from bench.generator import Generator
 from bench.images import to_uint8_and_flags
 from bench.metrics.base import Metric, check_sample_count, result_key
 from bench.results import Results, comparability, flag_summary, ordered_timings, weights_verdict
+from bench.run_dir import RunStore
+from bench.run_features import FeatureStore, Network, RunContext, chunks, default_workers
 from bench.run_request import RunRequest, check_batch_against_limit, check_run_sizes
 from bench.sink import Sink
-from bench.store import RunStore
 from bench.suites.base import Suite, cut_long_prompts
 from bench.timing import StageTimer, Timings
 from bench.trained_on import flag as flag_trained_on
@@ -320,7 +320,7 @@ class Run:
         import torch
         from tqdm.auto import tqdm
 
-        from bench.seeding import batch_noise
+        from bench.sample_noise import batch_noise
 
         gen = self.generator
         dist = self.dist

@@ -43,7 +43,7 @@ class Session:
         self._extractors: dict[str, Extractor] = {}
         self._generators: dict[tuple[str, str], Generator] = {}
         self._loaded: dict[int, tuple[Generator, Any]] = {}
-        #: Reference and text features by cache key (see :mod:`bench.features`).
+        #: Reference and text features by cache key (see :mod:`bench.run_features`).
         self.memory: dict[tuple[str, str], Any] = {}
 
     @property

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.feature_cache import GeneratedFeatures
-from bench.features import Network, StreamedFeatures
+from bench.feature_files import GeneratedFeatures
 from bench.image_sources import ReadImage, image_bytes
 from bench.images import decode_pixels, encode_image
-from bench.seeding import sample_seed
-from bench.store import RunStore, crash_point, sha256_bytes
+from bench.run_dir import RunStore, crash_point, sha256_bytes
+from bench.run_features import Network, StreamedFeatures
+from bench.sample_noise import sample_seed
 from bench.timing import Timings
 
 #: Chunks that may wait between the generator and the background writer (bounds memory).

@@ -35,7 +35,7 @@ class FeatureContext:
         return self.built.setdefault(ext.key(), ext)
 
     def image_features(self, spec: Any, which: str) -> np.ndarray:
-        from bench.features import features_in_batches
+        from bench.run_features import features_in_batches
 
         imgs = np.stack([spec.transform(im) for im in self.images[which]])
         return features_in_batches(self.extractor(spec), imgs)

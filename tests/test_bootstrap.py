@@ -182,7 +182,7 @@ def test_manifold_metrics_intervals_from_per_sample_decisions():
     """Precision and density leave out the generated samples of each draw, recall and coverage the reference
     samples of a partition into as many groups, with the other manifold fixed (recall and coverage say their
     interval is conditional); checked against prdc-style by-hand terms."""
-    from bench.metrics.manifold import CONDITIONAL, DensityCoverage, PrecisionRecall, _reference_kept
+    from bench.metrics.precision_recall import CONDITIONAL, DensityCoverage, PrecisionRecall, _reference_kept
 
     rng = np.random.default_rng(5)
     ref, gen = rng.normal(size=(60, 6)), rng.normal(0.3, 1.1, size=(50, 6))

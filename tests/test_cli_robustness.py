@@ -161,10 +161,10 @@ def test_every_numeric_option_refuses_nonsense(kind, hostile, monkeypatch):
 
 
 def test_damaged_caches_heal_and_nothing_finished_is_lost(tmp_path, toy, one_thread, monkeypatch):
-    from bench import feature_cache
+    from bench import feature_files
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(feature_cache, "_warned", set())
+    monkeypatch.setattr(feature_files, "_warned", set())
     argv = ["run", "--method", "tiny", "--suite", "smoke", "--limit", "4", "--batch-size", "2", "--metrics",
             "toy_fid", "--device", "cpu", "--out", str(tmp_path / "runs")]
     _check("bench", argv, 0)
@@ -536,7 +536,7 @@ def test_resuming_from_a_damaged_checkpoint_is_one_line(tmp_path, one_thread):
 
 # -- smaller: umask, pipes, full disks, line breaks inside a prompt -----------------------------------------------
 def test_journals_follow_the_umask(tmp_path):
-    from bench.store import Journal
+    from bench.run_dir import Journal
 
     for mask in (0o077, 0o002):
         old = os.umask(mask)
@@ -562,7 +562,7 @@ def test_a_full_disk_is_one_line_naming_what_was_written(tmp_path, monkeypatch):
     import errno
 
     from bench.errors import run_guarded
-    from bench.store import atomic_write_json
+    from bench.run_dir import atomic_write_json
 
     def full(*_args):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -125,7 +125,7 @@ def test_two_nodes_give_what_one_process_gives(coco_root, tmp_path, toy):
 
 def test_chunks_go_round_robin_to_ranks():
     from bench.distributed import owner
-    from bench.features import chunks
+    from bench.run_features import chunks
 
     parts = chunks(list(range(11)), 3)
     assert [list(c) for c in parts] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10]]

@@ -91,7 +91,7 @@ def test_diversity_needs_repeated_prompts():
 
 def test_precision_recall_on_any_registered_network(tmp_path, toy, one_thread):
     from bench.cli import main
-    from bench.metrics.manifold import PrecisionRecall
+    from bench.metrics.precision_recall import PrecisionRecall
 
     with pytest.raises(BenchError, match="did you mean 'inception'"):
         PrecisionRecall(features="incepton")

@@ -46,7 +46,7 @@ def assert_no_partial_files(run_dir: Path) -> None:
     """Every image under a final name decodes completely, and every journaled row points at a matching file."""
     from PIL import Image
 
-    from bench.store import RunStore
+    from bench.run_dir import RunStore
 
     for p in (run_dir / "images").rglob("*"):
         if p.is_file() and not p.name.startswith("."):
@@ -229,7 +229,7 @@ def test_uint8_conversion_and_flags_match_the_reference_rules():
 
 # -- disk full ------------------------------------------------------------------------------------------------
 def test_disk_full_stops_cleanly_and_the_rerun_finishes(coco_root, tmp_path, toy, monkeypatch):
-    import bench.store as store
+    import bench.run_dir as store
 
     rc, _, err = run_cli(*coco_args(coco_root, tmp_path / "ref", n=8))
     assert rc == 0, err
@@ -262,7 +262,7 @@ def test_disk_full_stops_cleanly_and_the_rerun_finishes(coco_root, tmp_path, toy
 
 
 def test_journal_append_failure_restores_the_file(tmp_path, monkeypatch):
-    import bench.store as store
+    import bench.run_dir as store
     from bench.errors import BenchError
 
     journal = store.Journal(tmp_path / "j.jsonl")
@@ -280,7 +280,7 @@ def test_journal_append_failure_restores_the_file(tmp_path, monkeypatch):
 
 
 def test_torn_journal_line_is_cut_and_compaction_prefers_the_file(tmp_path):
-    from bench.store import RunStore, sha256_bytes
+    from bench.run_dir import RunStore, sha256_bytes
 
     store = RunStore(tmp_path / "run")
     store.open({"method": "m"})

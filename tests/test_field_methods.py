@@ -12,7 +12,7 @@ from helpers import run_cli
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from bench.seeding import batch_noise  # noqa: E402
+from bench.sample_noise import batch_noise  # noqa: E402
 from bench.toy_hub import (  # noqa: E402
     FLUX_SCHNELL,
     LCM_DREAMSHAPER,

@@ -95,7 +95,7 @@ def test_image_reward_metric_streams_each_image_with_its_prompt(tmp_path, one_th
     assert results["metric_info"]["image_reward"]["higher_is_better"] == {"image_reward": True}
     assert "ci95" in results["metric_info"]["image_reward"]
     ext = ImageRewardExtractor(weights="random", size="tiny", seed=7)
-    from bench.features import features_in_batches
+    from bench.run_features import features_in_batches
 
     with pytest.raises(BenchError, match="prompts"):
         features_in_batches(ext, np.stack(images[:2]))

@@ -81,7 +81,7 @@ def test_bf16_inputs_are_interpolated_in_float32_and_returned_in_bf16():
 
 
 def test_interpolate_command_writes_grid_images_and_record(tmp_path, one_thread):
-    from bench.seeding import sample_noise
+    from bench.sample_noise import sample_noise
 
     out = tmp_path / "noise"
     rc, _, err = run_cli("interpolate", "--method", "tiny", "--mode", "noise", "--prompt", "A photo of a dog",

@@ -15,7 +15,7 @@ pytest.importorskip("diffusers")
 
 from bench.cli import main  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
-from bench.seeding import batch_noise  # noqa: E402
+from bench.sample_noise import batch_noise  # noqa: E402
 
 METHODS = ("sd21", "sd-turbo", "swiftbrush", "sbv2", "instaflow", "diffusers")
 ONE_STEP = ("sd-turbo", "swiftbrush", "sbv2", "instaflow")

@@ -45,7 +45,7 @@ class Context:
         return self.extractors.setdefault(ext.key(), ext)
 
     def image_features(self, spec: dict[str, Any], which: str) -> np.ndarray:
-        from bench.features import features_in_batches
+        from bench.run_features import features_in_batches
 
         assert which == "generated"
         return features_in_batches(self.extractor(spec), self.images)
@@ -95,13 +95,13 @@ def test_clip_score_equals_open_clip_by_hand():
 
 
 def test_batch_size_does_not_change_metrics(monkeypatch):
-    from bench import features
+    from bench import run_features
 
     imgs = images(len(PROMPTS), 40, 40, 1)
     groups = ["a", "b"] * 3 + ["a"]
     values = []
     for batch in (64, 1, 3):
-        monkeypatch.setattr(features, "FEATURE_BATCH", batch)
+        monkeypatch.setattr(run_features, "FEATURE_BATCH", batch)
         ctx = Context(imgs, PROMPTS, groups)
         values.append({**ClipScore(weights="random", model=TINY).compute(ctx).values,
                        **HPS(weights="random", model=TINY).compute(ctx).values})

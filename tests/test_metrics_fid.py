@@ -140,7 +140,7 @@ class FakeContext:
         return self.extractors[ext.key()]
 
     def image_features(self, spec: dict[str, Any], which: str) -> np.ndarray:
-        from bench.features import features_in_batches
+        from bench.run_features import features_in_batches
 
         return features_in_batches(self.extractor(spec), self.images[which])
 
@@ -162,8 +162,8 @@ def test_fid_pipeline_equals_clean_fid_compute_fid(tmp_path):
     resize, feature batching, statistics and reference cache give clean-fid's FID."""
     from cleanfid import fid as cfid
 
-    from bench.features import FEATURE_BATCH
     from bench.metrics.preprocess import Preprocess
+    from bench.run_features import FEATURE_BATCH
 
     gen_paths = write_images(tmp_path / "gen", 40, 0, 0.0)
     ref_paths = write_images(tmp_path / "ref", 48, 1, 40.0)
@@ -268,14 +268,14 @@ def test_vgg16_random_features():
 
 
 def test_feature_batch_size_does_not_change_fid(tmp_path, monkeypatch):
-    from bench import features
+    from bench import run_features
 
     gen = load_preprocessed(write_images(tmp_path / "gen", 30, 2, 0.0))
     ref = load_preprocessed(write_images(tmp_path / "ref", 30, 3, 25.0))
     net = TinyFeatureNet(2).eval()
     values = []
     for batch in (64, 4):
-        monkeypatch.setattr(features, "FEATURE_BATCH", batch)
+        monkeypatch.setattr(run_features, "FEATURE_BATCH", batch)
         values.append(FID(weights="random").compute(FakeContext({"generated": gen, "reference": ref},
                                                                 replace_model=net)).values["fid"])
     assert values[1] == pytest.approx(values[0], rel=1e-6)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.metrics.precision_recall import (
+from bench.metrics.knn_exact import (
     density_coverage,
     kth_neighbour_radii,
     precision_recall,

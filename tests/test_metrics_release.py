@@ -83,7 +83,7 @@ def _np_adm(real, fake, k, block):
 @pytest.mark.parametrize(("scale", "block"), [(0.5, 10_000), (0.5, 37), (40.0, 50)],
                          ids=["one-block", "many-blocks", "overflow"])
 def test_fp16_adm_matches_a_numpy_float16_reimplementation(scale, block):
-    from bench.metrics.pr_adm import adm_precision_recall_masks
+    from bench.metrics.knn_adm import adm_precision_recall_masks
 
     rng = np.random.default_rng(int(scale * 10) + block)
     real = np.abs(rng.normal(0, scale, (150, 64)))
@@ -101,8 +101,8 @@ def test_fp16_adm_matches_a_numpy_float16_reimplementation(scale, block):
 def test_fp16_distances_can_decide_differently_from_exact_ones():
     """Float16 rounding moves decisions near a radius: on features with a large common offset (small
     differences on top of big norms, like pool_3 features) the two kinds of arithmetic disagree."""
-    from bench.metrics.pr_adm import adm_precision_recall
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_adm import adm_precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     rng = np.random.default_rng(3)
     real = 2.0 + rng.normal(0, 0.05, (120, 32))
@@ -112,8 +112,8 @@ def test_fp16_distances_can_decide_differently_from_exact_ones():
 
 def test_precision_recall_metric_options_pick_features_and_distances():
     from bench import plugins
-    from bench.metrics.pr_adm import adm_precision_recall
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_adm import adm_precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     rng = np.random.default_rng(0)
     feats = {"reference": np.abs(rng.normal(0, 1, (60, 16))), "generated": np.abs(rng.normal(0, 1.2, (50, 16)))}

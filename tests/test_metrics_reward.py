@@ -10,7 +10,7 @@ from helpers import FeatureContext as Context
 from helpers import noisy_images as images
 
 from bench.errors import BenchError
-from bench.metrics.reward import PickScore
+from bench.metrics.pickscore import PickScore
 
 PROMPTS = ["a cat on a sofa", "a red bus", "two dogs", "a bowl of fruit", "a lighthouse"]
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from bench import hookimpl
+from bench.merge_sweep_record import SweepPoint, SweepRecord
 from bench.metrics.base import FeatureSpec, Metric, MetricContext, MetricResult
 from bench.report.data import paper
 from bench.report.match import plan_matches
 from bench.report.tables import decimals, fmt
 from bench.results import load
-from bench.sweep_record import SweepPoint, SweepRecord
 
 
 class PaperToy(Metric):

@@ -262,11 +262,11 @@ def _close_runs(tmp_path: Path, n: int):
 
 
 def test_figures_are_not_clipped_and_no_text_overlaps(tmp_path, kept_figures):
+    from bench.merge_sweep_record import SweepPoint, SweepRecord
     from bench.plots.merge_curves import plot_merge_curves
     from bench.report import plots
     from bench.report.collect import Latency
     from bench.results import LatencyRecord
-    from bench.sweep_record import SweepPoint, SweepRecord
 
     runs = _close_runs(tmp_path, 9)
     plots.plot_fid_clip(runs, tmp_path / "fid-clip")

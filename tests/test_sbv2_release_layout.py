@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from bench.errors import BenchError  # noqa: E402
-from bench.seeding import batch_noise  # noqa: E402
+from bench.sample_noise import batch_noise  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPTS = ["a photo of a cat", "an oil painting of a lighthouse"]

@@ -10,7 +10,7 @@ from conftest import ToyExtractor
 
 from bench import distributed, evaluate, load_results
 from bench.errors import BenchError
-from bench.features import FeatureStore
+from bench.run_features import FeatureStore
 from bench.session import Session
 from methods.tiny import TinyGenerator
 

@@ -89,8 +89,8 @@ def test_coco_run_with_real_networks_streams_what_the_files_give(coco_root, tmp_
     assert "--limit 6 evaluates a subset" in results["not_comparable_because"]
     assert "time:" in out and "generation" in out
 
-    from bench.features import features_in_batches
     from bench.metrics.extractors import build_extractor
+    from bench.run_features import features_in_batches
     from bench.suites.base import decode_image
     from bench.suites.coco import Coco30kSuite
 

@@ -14,7 +14,7 @@ from conftest import use_toy
 from helpers import run_cli
 from safetensors.torch import load_file
 
-from bench.sweep_record import load_sweep
+from bench.merge_sweep_record import load_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -186,7 +186,7 @@ def test_bad_input_is_one_line_and_loses_nothing(sweep, students, tmp_path):
 
 
 def test_lambda_grids_and_point_names():
-    from bench.sweep import parse_lambdas, point_name
+    from bench.merge_sweep import parse_lambdas, point_name
 
     assert parse_lambdas(None) == [round(i / 10, 10) for i in range(11)]
     assert parse_lambdas("0:1:0.1")[-1] == 1.0 and len(parse_lambdas("0:1:0.1")) == 11
@@ -197,8 +197,8 @@ def test_lambda_grids_and_point_names():
 
 def test_components_choice_and_merged_components(one_thread):
     from bench.errors import BenchError
-    from bench.merging import MergedGenerator, load_source, resolve_components
-    from bench.weights import interpolate_state_dicts
+    from bench.merged_generator import MergedGenerator, load_source, resolve_components
+    from bench.state_interpolation import interpolate_state_dicts
 
     a, b = load_source("--a", "sbv2:size=tiny", "cpu"), load_source("--b", "sbv2:size=tiny,weights_seed=1", "cpu")
     with pytest.raises(BenchError, match="different text_encoder, vae"):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.errors import BenchError
-from bench.sweep_record import SWEEP_SCHEMA, load_sweep
+from bench.merge_sweep_record import SWEEP_SCHEMA, load_sweep
 
 RECORD = {
     "schema": SWEEP_SCHEMA, "convention": "theta = lambda * theta_A + (1 - lambda) * theta_B (lambda = 1 is A)",

@@ -156,7 +156,7 @@ def train_toy(method: str, steps: int, weighting: str = "sigma2", seed: int = 0,
 
 
 def evaluate_toy(generator: nn.Module, n: int = 1500) -> dict[str, float]:
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     with torch.no_grad():
         fake = generator(torch.randn(n, 2, generator=torch.Generator().manual_seed(123)))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.store import atomic_write_bytes, umask
+from bench.run_dir import atomic_write_bytes, umask
 
 STUDENT_FILE = "student.safetensors"
 LORA_TEACHER_FILE = "lora_teacher.safetensors"

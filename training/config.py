@@ -169,10 +169,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @property
-    def is_tiny(self) -> bool:
-        return self.teacher == "tiny"
-
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "weighting": ("sigma2", "uniform"),

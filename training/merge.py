@@ -1,7 +1,7 @@
 """Weight interpolation of two students: ``theta = lambda * theta_A + (1 - lambda) * theta_B``.
 
 Every floating-point tensor is interpolated in float32 and stored in model A's dtype; other tensors must be
-equal in both (:func:`bench.weights.interpolate_state_dicts`). Inputs are export directories (a diffusers UNet: ``config.json`` + safetensors weights, sharded
+equal in both (:func:`bench.state_interpolation.interpolate_state_dicts`). Inputs are export directories (a diffusers UNet: ``config.json`` + safetensors weights, sharded
 or not) or LoRA adapter directories (``lora/`` of a LoRA-student export), which are fused into their base first.
 Keys and shapes must match exactly; any mismatch is a one-line error (exit status 2).
 """
@@ -70,10 +70,10 @@ def scheduler_alpha_T() -> float:
 
 def merged_alpha_T(card_a: dict[str, Any], card_b: dict[str, Any], lam: float) -> dict[str, Any]:
     """The x0 constant of ``lam * A + (1 - lam) * B`` for its card, merged as ``bench sweep-merge`` merges it
-    (:func:`bench.weights.interpolate_constants`): A's own at lambda = 1, B's own at lambda = 0, else
+    (:func:`bench.state_interpolation.interpolate_constants`): A's own at lambda = 1, B's own at lambda = 0, else
     ``lam * a_A + (1 - lam) * a_B`` where a student without a fixed one (``alpha_T: null``) counts with the SD
     schedule's alpha_bar_999. Two students that both use the schedule's value keep ``null``."""
-    from bench.weights import interpolate_constants
+    from bench.state_interpolation import interpolate_constants
 
     a, b = card_a.get("alpha_T"), card_b.get("alpha_T")
     if a is None and b is None:
@@ -93,7 +93,7 @@ def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Pat
     ``output_dir`` must not overlap either input; an existing non-empty one is replaced only with
     ``overwrite``; the result is staged next to it and renamed into place.
     """
-    from bench.weights import interpolate_state_dicts
+    from bench.state_interpolation import interpolate_state_dicts
     from training.outputs import check_no_overlap, staged_output
 
     if not math.isfinite(lam):

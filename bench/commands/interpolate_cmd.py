@@ -1,7 +1,7 @@
 """``bench interpolate``: images along a slerp (or lerp) between two noises or two prompts (paper Figs. 13, 14).
 
 ``--mode noise``: one prompt; per seed s, noise A is sample 0's noise of seed s and noise B is sample 1's
-(:func:`bench.seeding.sample_noise`, the noise ``bench run`` gives samples 0 and 1 with ``--seed s``).
+(:func:`bench.sample_noise.sample_noise`, the noise ``bench run`` gives samples 0 and 1 with ``--seed s``).
 ``--mode prompt``: one noise (sample 0 of seed s); the text encoder's output for ``--prompt`` and ``--prompt-b``
 (the whole token-embedding sequence the denoiser consumes) is interpolated. Writes ``grid.png`` (rows = seeds,
 columns = steps, labelled: :mod:`bench.interp_grid`), ``images/seed-<s>-step-<k>.png`` and ``interpolate.json``
@@ -92,7 +92,7 @@ def inputs(gen: Any, mode: str, seed: int, prompt: str, prompt_b: str | None, ts
     import torch
 
     from bench.interp import interpolate
-    from bench.seeding import sample_noise
+    from bench.sample_noise import sample_noise
 
     z0 = sample_noise(seed, 0, gen.noise_shape)[None]
     if mode == "noise":
@@ -130,7 +130,7 @@ def _write(args: argparse.Namespace, gen: Any, device: Any, seeds: list[int], ou
     from bench.images import encode_png, to_uint8
     from bench.interp import PARALLEL_TOL, steps
     from bench.interp_grid import draw_grid
-    from bench.store import atomic_write_bytes, atomic_write_json
+    from bench.run_dir import atomic_write_bytes, atomic_write_json
 
     ts = steps(args.steps)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def _write(args: argparse.Namespace, gen: Any, device: Any, seeds: list[int], ou
                 atomic_write_bytes(out / name, encode_png(image))
                 files.append(name)
             rows.append(images)
-    noise_rule = ("noise A of seed s = sample_noise(s, 0), noise B = sample_noise(s, 1) (bench.seeding: the noise "
+    noise_rule = ("noise A of seed s = sample_noise(s, 0), noise B = sample_noise(s, 1) (bench.sample_noise: the noise "
                   "of samples 0 and 1 of a run with --seed s)" if args.mode == "noise" else
                   "one noise per seed s: sample_noise(s, 0); the text encoder outputs of prompt and prompt_b are "
                   "interpolated")

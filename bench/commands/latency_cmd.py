@@ -70,8 +70,8 @@ def device_name(device: Any) -> str:
 
 
 def noise_for(generator: Any, batch: int, height: int | None, width: int | None, seed: int) -> Any:
-    """Per-sample noise (bench.seeding) shaped for the requested image size."""
-    from bench.seeding import batch_noise
+    """Per-sample noise (bench.sample_noise) shaped for the requested image size."""
+    from bench.sample_noise import batch_noise
 
     channels, lat_h, lat_w = generator.noise_shape
     img_h, img_w = generator.image_size
@@ -191,7 +191,7 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.store import atomic_write_bytes
+    from bench.run_dir import atomic_write_bytes
 
     _check(args)
     out = output_path(args)

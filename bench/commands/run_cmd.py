@@ -59,10 +59,10 @@ def parse_metric_args(text: str) -> dict[str, dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.multi_seed import parse_seeds, run_seeds
     from bench.report import results_table
     from bench.run_request import RunRequest
     from bench.runner import Run
-    from bench.seeds import parse_seeds, run_seeds
 
     metrics = None
     if args.metrics is not None:
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_seeds(combined: dict | None, as_json: bool) -> int:
-    from bench.seeds import seeds_table
+    from bench.multi_seed import seeds_table
 
     if combined is not None:
         print(json.dumps(combined, indent=2) if as_json else seeds_table(combined) + f"\n  written: {combined['path']}")

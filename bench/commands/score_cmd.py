@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _export(score: Any, path: str, ref_sha: str) -> None:
     """Write the reference set's FID statistics (its features are already computed and cached)."""
-    from bench.features import FeatureStore
     from bench.reference_stats import write_stats
+    from bench.run_features import FeatureStore
 
     fid = next(m for m in score.metrics if m.name == "fid")
     spec = fid.spec()

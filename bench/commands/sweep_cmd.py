@@ -12,8 +12,8 @@ from bench.errors import BenchError
 from bench.options import parse_kv
 
 if TYPE_CHECKING:
-    from bench.sweep import SweepRequest
-    from bench.sweep_record import SweepRecord
+    from bench.merge_sweep import SweepRequest
+    from bench.merge_sweep_record import SweepRecord
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,10 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_request(args: argparse.Namespace) -> tuple[SweepRequest, list[SweepRecord]]:
-    """The :class:`bench.sweep.SweepRequest` of the command line, and the records of ``--compare``."""
+    """The :class:`bench.merge_sweep.SweepRequest` of the command line, and the records of ``--compare``."""
     from bench.commands.run_cmd import parse_metric_args
-    from bench.sweep import SweepRequest, parse_lambdas
-    from bench.sweep_record import load_sweep
+    from bench.merge_sweep import SweepRequest, parse_lambdas
+    from bench.merge_sweep_record import load_sweep
 
     metrics = None
     if args.metrics is not None:
@@ -92,7 +92,7 @@ def merge_inputs(request: SweepRequest) -> list[str]:
     """The student directories of A and B, for ``--save-merged`` (which reads them as ``training merge`` does)."""
     from pathlib import Path
 
-    from bench.merging import parse_source
+    from bench.merged_generator import parse_source
 
     dirs = []
     for label, spec in (("--a", request.a), ("--b", request.b)):
@@ -108,7 +108,7 @@ def merge_inputs(request: SweepRequest) -> list[str]:
 def save_merged(request: SweepRequest, dirs: list[str], lam: float, target: str | None, overwrite: bool) -> str:
     """Write the merged model with training's writer: equal to ``python -m training merge`` on the same inputs
     (the output may not overlap an input; an existing non-empty one is replaced only with ``overwrite``)."""
-    from bench.sweep import point_name
+    from bench.merge_sweep import point_name
     from training.merge import merge_models
 
     out = target or str(request.sweep_dir() / f"merged-{point_name(lam)}")
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from bench import distributed
+    from bench.merge_sweep import run_sweep, table
     from bench.session import Session
-    from bench.sweep import run_sweep, table
 
     request, compare = sweep_request(args)
     inputs = merge_inputs(request) if args.save_merged is not None else []

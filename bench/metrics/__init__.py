@@ -16,9 +16,9 @@ def register_metrics(register):
              description="Inception Score of the generated images (10 splits)", keys=["inception_score"])
     register("clip_score", "bench.metrics.clip_score:ClipScore",
              description="CLIP score: mean cosine, open_clip ViT-g-14", keys=["clip_score"])
-    register("precision_recall", "bench.metrics.manifold:PrecisionRecall",
+    register("precision_recall", "bench.metrics.precision_recall:PrecisionRecall",
              description="improved precision/recall, k=3, Inception features", keys=["precision", "recall"])
-    register("density_coverage", "bench.metrics.manifold:DensityCoverage",
+    register("density_coverage", "bench.metrics.precision_recall:DensityCoverage",
              description="density/coverage, k=5, Inception features", keys=["density", "coverage"])
     register("hps", "bench.metrics.hps:HPS", description="HPSv2 human preference score (x100)", keys=["hps"])
     register("latency", "bench.metrics.latency:Latency", description="batch-1 latency in the run",
@@ -28,7 +28,7 @@ def register_metrics(register):
     register("cmmd", "bench.metrics.distribution:CMMD",
              description="CMMD: Gaussian MMD on CLIP ViT-L/14-336 embeddings x 1000 (google-research/cmmd)",
              keys=["cmmd"])
-    register("pickscore", "bench.metrics.reward:PickScore",
+    register("pickscore", "bench.metrics.pickscore:PickScore",
              description="PickScore v1: logit_scale x cosine of a CLIP-H reward model", keys=["pickscore"])
     register("image_reward", "bench.metrics.image_reward:ImageReward",
              description="ImageReward v1.0: BLIP reward of each image for its prompt", keys=["image_reward"])

@@ -109,9 +109,9 @@ def inception_score(probabilities: Any, splits: int = 10) -> tuple[float, float]
 
 def reference_statistics(features: np.ndarray, extractor_spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of reference features, cached on disk (see the module docstring for the key); a
-    damaged or changed cache file is recomputed (:mod:`bench.feature_cache`)."""
-    from bench.cache import cache_dir
-    from bench.feature_cache import load_npz, save_npz
+    damaged or changed cache file is recomputed (:mod:`bench.feature_files`)."""
+    from bench.cache_dir import cache_dir
+    from bench.feature_files import load_npz, save_npz
 
     x = np.ascontiguousarray(features, dtype=np.float64)
     h = hashlib.blake2b(digest_size=16)

@@ -19,7 +19,7 @@ class Latency(Metric):
                "repeats": Option(1, int, minimum=1)}
 
     def compute(self, ctx: MetricContext) -> MetricResult:
-        from bench.seeding import batch_noise
+        from bench.sample_noise import batch_noise
         from bench.timing import measure_latency
 
         gen = ctx.generator

@@ -1,7 +1,7 @@
 """Curves of a merge sweep (paper Figs. 3 and 7): every quality metric against lambda, one panel per metric.
 
 Each panel says which direction is better, and a dotted vertical line marks each sweep's best lambda by FID
-(:func:`bench.sweep.best_point`). The title names A and B of every sweep. Timing metrics (:data:`NOT_PLOTTED`)
+(:func:`bench.merge_sweep.best_point`). The title names A and B of every sweep. Timing metrics (:data:`NOT_PLOTTED`)
 are left out: every point of a merge has the same architecture, so its latency does not depend on lambda.
 Several sweeps (``--compare``) share the axes, e.g. Fig. 7a against 7b. matplotlib is imported here, with the
 Agg backend, only when a plot is made.
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.merge_sweep_record import SweepRecord
 from bench.plots import add_footnote, short
-from bench.sweep_record import SweepRecord
 
 #: Metrics that do not depend on the merged weights (one architecture at every lambda): not plotted.
 NOT_PLOTTED = frozenset({"latency_ms"})

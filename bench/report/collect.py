@@ -1,6 +1,6 @@
 """Find what a report reads: run directories, merge sweeps, ``bench latency`` records and ``bench interpolate``
 folders, through the typed loaders (:func:`bench.results.load`, :func:`bench.results.load_latency`,
-:func:`bench.sweep_record.load_sweep`, :func:`load_interpolation`). A file that cannot be read is named in a
+:func:`bench.merge_sweep_record.load_sweep`, :func:`load_interpolation`). A file that cannot be read is named in a
 one-line warning and skipped."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.interp import RECORD_FILE as INTERPOLATION_FILE
+from bench.merge_sweep_record import SWEEP_FILE, SweepRecord, load_sweep
 from bench.results import RESULTS_FILE, LatencyRecord, Results, load, load_latency
-from bench.sweep_record import SWEEP_FILE, SweepRecord, load_sweep
 
 #: What to run when a folder holds nothing to report.
 FIRST = "python -m bench run --method tiny --suite smoke (or `python -m bench reproduce table1`)"

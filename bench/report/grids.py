@@ -31,7 +31,7 @@ class Sample:
 
 def samples(run: Results) -> list[Sample]:
     """The run's samples whose image file exists, in index order."""
-    from bench.store import RunStore
+    from bench.run_dir import RunStore
 
     store = RunStore(run.run_dir)
     out = []

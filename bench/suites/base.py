@@ -137,10 +137,6 @@ class Suite(ABC):
         """The reference images as a :class:`ReferenceSet` (by default: :meth:`reference_images`)."""
         return ReferenceSet.from_files(self.reference_images())
 
-    def reference_fingerprint(self) -> str:
-        """Identifies the reference set for caching its features."""
-        return self.reference_set().fingerprint
-
     def preprocess(self) -> Preprocess:
         """The evaluation transform for generated and reference images (``eval_*`` suite options when declared)."""
         return Preprocess.from_args(self.args)

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.cache import cache_dir
+from bench.cache_dir import cache_dir
 from bench.errors import BenchError
 from bench.metrics.preprocess import preprocess_options
 from bench.options import Option

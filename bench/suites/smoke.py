@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import cache_dir
+from bench.cache_dir import cache_dir
 from bench.metrics.preprocess import preprocess_options
-from bench.store import atomic_write_bytes
+from bench.run_dir import atomic_write_bytes
 from bench.suites.base import PromptItem, Suite
 
 REFERENCE_COUNT = 64

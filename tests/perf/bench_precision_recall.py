@@ -109,7 +109,7 @@ def run_speed() -> dict[str, Any]:
     from prdc import compute_prdc
     from torch_fidelity.metric_prc import calculate_precision_recall_full
 
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     n = int(os.environ.get("BENCH_PR_N", "10000"))
     rounds = int(os.environ.get("BENCH_PR_ROUNDS", "3"))
@@ -175,7 +175,7 @@ def child_memory(n_real: int, n_fake: int) -> dict[str, Any]:
     """Runs in a fresh process: generate the features, score them, report peak memory."""
     import torch
 
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     rss_imports = peak_rss_bytes()
     real, fake = features(n_real, 1, 64), features(n_fake, 2, 48)
@@ -211,7 +211,7 @@ def run_memory() -> dict[str, Any]:
 def run_gpu() -> dict[str, Any]:
     import torch
 
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     n = int(os.environ.get("BENCH_PR_GPU_N", "50000"))
     real, fake = features(n, 1, 64, "cuda"), features(n, 2, 48, "cuda")

@@ -41,8 +41,8 @@ def measure() -> dict:
     import torch
 
     from bench.metrics.extractors import build_extractor
-    from bench.metrics.pr_adm import adm_precision_recall
-    from bench.metrics.precision_recall import precision_recall
+    from bench.metrics.knn_adm import adm_precision_recall
+    from bench.metrics.knn_exact import precision_recall
 
     n_img = int(os.environ.get("BENCH_PROFILES_IMAGES", "32"))
     n_feat = int(os.environ.get("BENCH_PROFILES_N", "3000"))

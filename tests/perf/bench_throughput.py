@@ -132,7 +132,7 @@ def throughput(gen: Any, batch: int, seconds: float, min_iters: int = 3) -> dict
     """Images per second of full inferences (encode + denoise + decode) at ``batch``."""
     import torch
 
-    from bench.seeding import batch_noise
+    from bench.sample_noise import batch_noise
 
     device = gen.device
     noise = batch_noise(0, range(batch), gen.noise_shape, device=device, dtype=gen.dtype)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     mm = matmul_rate(device, dtype if cuda else torch.float32)
     log(f"matmul {mm['tflops']:.3g} TFLOP/s ({mm['n']}^3 {mm['dtype']})")
 
-    from bench.seeding import batch_noise
+    from bench.sample_noise import batch_noise
 
     results: dict[str, Any] = {
         "kind": "throughput",

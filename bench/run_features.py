@@ -9,7 +9,7 @@ files (:class:`FeatureStore`) therefore come from identical inputs in identical 
 Each metric names its networks with a :class:`~bench.metrics.base.FeatureSpec`; a spec's images go through
 its own evaluation transform, or the suite's when it names none. Built networks, reference features and text
 features are held by the :class:`~bench.session.Session`, so runs in one process share them; on disk they
-live where :mod:`bench.feature_cache` puts them.
+live where :mod:`bench.feature_files` puts them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.feature_cache import GeneratedFeatures, digest, load_npz, reference_path, save_npz, text_path
+from bench.feature_files import GeneratedFeatures, digest, load_npz, reference_path, save_npz, text_path
 from bench.metrics.base import FeatureSpec
 from bench.metrics.extractors import Extractor
 from bench.metrics.preprocess import Preprocess
-from bench.store import RunStore
+from bench.run_dir import RunStore
 from bench.timing import Timings
 
 if TYPE_CHECKING:

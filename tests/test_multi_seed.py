@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from bench.errors import BenchError
-from bench.seeds import parse_seeds
+from bench.multi_seed import parse_seeds
 
 
 def test_parse_seeds():

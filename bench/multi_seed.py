@@ -66,8 +66,8 @@ def seeds_table(combined: dict[str, Any]) -> str:
 def run_seeds(request: Any, session: Any, seeds: Sequence[int]) -> dict[str, Any] | None:
     """Run ``request`` once per seed (``<run>-seed<k>``), write and return the combined record (None on ranks
     other than the main one)."""
+    from bench.run_dir import atomic_write_bytes
     from bench.runner import Run
-    from bench.store import atomic_write_bytes
 
     base = request.run_dir().name
     results = []

@@ -1,7 +1,7 @@
 """A merge sweep: one ordinary run directory per lambda, in one session, and the sweep's record.
 
 ``<sweep>/lambda-0.50/`` is a run directory like ``bench run`` writes (resumable after a kill, identical numbers
-to an uninterrupted run); ``<sweep>/sweep.json`` (:mod:`bench.sweep_record`) says which sources, suite and grid it
+to an uninterrupted run); ``<sweep>/sweep.json`` (:mod:`bench.merge_sweep_record`) says which sources, suite and grid it
 holds, and ``sweep.csv`` has one row per lambda. Running the same sweep again resumes it: finished points are
 verified and re-scored from their cached features without generating anything, a half-done point continues.
 A sweep directory that holds another sweep is refused unless ``overwrite``.
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
-from bench.sweep_record import CONVENTION, SWEEP_FILE, SweepPoint, SweepRecord, load_sweep
+from bench.merge_sweep_record import CONVENTION, SWEEP_FILE, SweepPoint, SweepRecord, load_sweep
 
 if TYPE_CHECKING:
-    from bench.merging import Source
+    from bench.merged_generator import Source
     from bench.results import Results
     from bench.session import Session
 
@@ -273,7 +273,7 @@ def write_outputs(path: Path, record: SweepRecord, plots: bool = True,
                   compare: Sequence[SweepRecord] = (), caveat: bool = False) -> dict[str, Any]:
     """sweep.json, sweep.csv and (``plots``) the curves, written atomically; returns what was plotted.
     ``caveat``: some point ran with random weights (the figure says so)."""
-    from bench.store import atomic_write_bytes, atomic_write_json
+    from bench.run_dir import atomic_write_bytes, atomic_write_json
 
     atomic_write_json(path / SWEEP_FILE, record.to_dict())
     atomic_write_bytes(path / CSV_FILE, csv_text(record).encode())
@@ -288,7 +288,7 @@ def write_outputs(path: Path, record: SweepRecord, plots: bool = True,
 def run_sweep(req: SweepRequest, session: Session, compare: Sequence[SweepRecord] = ()) -> SweepRecord | None:
     """Evaluate every lambda of ``req`` in ``session``; the record (None on ranks other than the main one)."""
     from bench.locking import lock_directory
-    from bench.merging import check_same_architecture, load_source, resolve_components
+    from bench.merged_generator import check_same_architecture, load_source, resolve_components
 
     dist = session.dist
     sources: list[Source] = []
@@ -321,7 +321,7 @@ def run_sweep(req: SweepRequest, session: Session, compare: Sequence[SweepRecord
 
 def _evaluate_points(req: SweepRequest, session: Session, path: Path, identity: Mapping[str, Any], a: Source,
                      b: Source, components: str, compare: Sequence[SweepRecord]) -> SweepRecord | None:
-    from bench.merging import MergedGenerator
+    from bench.merged_generator import MergedGenerator
 
     dist = session.dist
     done: dict[float, Results | None] = {}

@@ -1,7 +1,7 @@
 """Merging two one-step models in memory: the sources of a merge and the merged generator.
 
 ``theta = lambda * theta_A + (1 - lambda) * theta_B`` on the denoiser (lambda = 1 is A), computed in float32 by
-:func:`bench.weights.interpolate_state_dicts` and cast to the run dtype. Each source is loaded once, in float32,
+:func:`bench.state_interpolation.interpolate_state_dicts` and cast to the run dtype. Each source is loaded once, in float32,
 and fingerprinted (sha256 over its denoiser tensors). The other components (text encoder, decoder, tokenizer,
 scheduler config) must be the same in A and B (compared by content hash) unless ``components`` says which to use:
 
@@ -26,7 +26,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.generator import Generator
 from bench.options import parse_kv
-from bench.weights import interpolate_constants
+from bench.state_interpolation import interpolate_constants
 
 COMPONENT_CHOICES = {"check": "checked equal", "a": "from a", "b": "from b", "merge": "merged"}
 #: Components that can be interpolated (the others must be equal).
@@ -200,7 +200,7 @@ class MergedGenerator(Generator):
     def load(self, device: Any, dtype: Any) -> None:
         import torch
 
-        from bench.weights import interpolate_state_dicts
+        from bench.state_interpolation import interpolate_state_dicts
 
         if self.host.device != torch.device(device) or self.host.dtype != dtype:
             self.host.load(device, dtype)  # once per sweep: the host is shared by every point

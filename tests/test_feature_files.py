@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import feature_cache
-from bench.feature_cache import GeneratedFeatures, load_npz, save_npz
-from bench.store import RunStore
+from bench import feature_files
+from bench.feature_files import GeneratedFeatures, load_npz, save_npz
+from bench.run_dir import RunStore
 
 
 def test_round_trip_keeps_the_arrays(tmp_path):
@@ -54,7 +54,7 @@ def test_truncated_or_unchecked_files_count_as_missing(tmp_path, capsys):
 
 
 def test_generated_features_skip_damaged_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(feature_cache, "_warned", set())
+    monkeypatch.setattr(feature_files, "_warned", set())
     store = RunStore(tmp_path / "run")
     cache = GeneratedFeatures(store, "net-1")
     cache.write_chunk([0, 1], ["a", "b"], np.array([[1.0], [2.0]]), "{}")

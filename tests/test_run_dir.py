@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.errors import BenchError
-from bench.store import Journal, RunStore, sha256_bytes
+from bench.run_dir import Journal, RunStore, sha256_bytes
 
 
 def _config(**changes):

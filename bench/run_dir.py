@@ -264,9 +264,6 @@ class RunStore:
         atomic_write_json(self.config_path, config)
         return existing is not None
 
-    def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_json(self.config_path, config)
-
     def clear(self) -> None:
         """Remove everything a previous run wrote here (used by --overwrite)."""
         for p in (self.manifest_path, self.results_path, self.config_path):

@@ -7,7 +7,7 @@ import json
 import torch
 
 from bench.cli import main
-from bench.seeding import batch_noise, sample_noise, sample_seed
+from bench.sample_noise import batch_noise, sample_noise, sample_seed
 
 
 def test_sample_seed_is_stable_and_distinct():
@@ -73,7 +73,7 @@ def test_noise_rule_as_the_readme_states_it():
 
     import torch
 
-    from bench.seeding import sample_noise
+    from bench.sample_noise import sample_noise
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     rule = readme[readme.index("## Reproducibility"):readme.index("## Run directory")]

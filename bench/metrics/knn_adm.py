@@ -83,7 +83,7 @@ def adm_radii(p: _Half, k: int, block: int = ADM_BLOCK) -> Any:
 def adm_precision_recall_masks(real: Any, fake: Any, k: int = 3, *, device: Any = None,
                                block: int = ADM_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """(fake sample inside the real manifold, real sample inside the fake manifold), ADM arithmetic."""
-    from bench.metrics.precision_recall import _full_precision
+    from bench.metrics.knn_exact import _full_precision
 
     torch = _torch()
     dev = torch.device(device) if device is not None else torch.device("cpu")

@@ -1,4 +1,4 @@
-"""bench.weights.interpolate_state_dicts against a computation by hand."""
+"""bench.state_interpolation.interpolate_state_dicts against a computation by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.weights import interpolate_state_dicts
+from bench.state_interpolation import interpolate_state_dicts
 
 
 def test_interpolation_matches_hand_computation_in_float32_stored_in_a_dtype():

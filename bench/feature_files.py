@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import cache_dir
-from bench.store import RunStore, atomic_write_bytes
+from bench.cache_dir import cache_dir
+from bench.run_dir import RunStore, atomic_write_bytes
 
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
