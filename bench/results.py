@@ -1,7 +1,7 @@
 """The results of a run (``results.json``) and of ``bench latency`` (``results/perf/latency-*.json``): how they
 are built, the comparability verdict, and typed loaders that every consumer (report, sweep, tests) uses.
 
-``results.json`` keeps schema ``sbv2-bench/results/v1`` (documented in the README). Keys added since v1 was
+``results.json`` keeps schema ``sbv2-bench/results/v1`` (documented in docs/results.md). Keys added since v1 was
 first written are optional and additive (``metric_info.<metric>.higher_is_better``); files without them load,
 with directions taken from the registered metric where it is installed.
 """

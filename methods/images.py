@@ -45,7 +45,7 @@ class ImagesMethod(ExternalImages):
         m = match(self.source, all_items, self.args["match"], self.args["mapping"])
         if self.args["match"] == "auto":
             warn(f"{len(m.by_index)} image(s) in {self.source.path} matched to samples by rule {m.rule!r} "
-                 f"(match={m.rule} to say so; see the README's 'Evaluating images made elsewhere')")
+                 f"(match={m.rule} to say so; see docs/external-images.md)")
         line = problem_line(m, items, str(self.source.path))
         wanted = [it for it in items if it.index in m.by_index]
         if line is not None:

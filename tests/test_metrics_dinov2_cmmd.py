@@ -120,7 +120,7 @@ def test_dinov2_features_against_torch_fidelity():
     big = images(3, 512, 512, 2)
     with torch.no_grad():
         theirs = fx(torch.from_numpy(big).permute(0, 3, 1, 2).contiguous())[0].double().numpy()
-    assert np.abs(ext.image_features(big) - theirs).max() > 1e-3  # the resize filters differ (README)
+    assert np.abs(ext.image_features(big) - theirs).max() > 1e-3  # the resize filters differ (docs/metrics.md)
 
 
 def test_fd_dinov2_equals_frechet_of_the_features_by_hand():

@@ -206,7 +206,7 @@ def test_matching_rules(tmp_path):
     # model B and the CLIP ablation share a recipe (they differ in prompt files): the folder name decides
     assert not any(plan_matches(m, "sbv2", {"weights": b_named_a}, the_paper) for m in models.values())
     assert plan_matches(models["model-b"], "sbv2", {"weights": _student(tmp_path / "model-b", b)}, the_paper)
-    toy = _student(tmp_path / "sbv2", {**a, "preset": "tiny"})  # the README's toy student, named like the row
+    toy = _student(tmp_path / "sbv2", {**a, "preset": "tiny"})  # the docs' toy student, named like the row
     assert not any(plan_matches(m, "sbv2", {"weights": toy}, the_paper) for m in models.values())
     merged = _student(tmp_path / "ours", {"merge": {"lambda": 0.5, "a": a, "b": b}})
     assert plan_matches(models["sbv2"], "sbv2", {"weights": merged}, the_paper)

@@ -65,9 +65,9 @@ def test_generation_is_deterministic_for_a_fixed_batch_size(tmp_path):
     assert shas[0] == shas[1]
 
 
-def test_noise_rule_as_the_readme_states_it():
-    """Reimplemented from the README's words alone: the text, the 8-byte BLAKE2b digest, little-endian, top bit
-    cleared, a CPU generator, float32 standard normals."""
+def test_noise_rule_as_the_docs_state_it():
+    """Reimplemented from the documentation's words alone (docs/results.md): the text, the 8-byte BLAKE2b digest,
+    little-endian, top bit cleared, a CPU generator, float32 standard normals."""
     import hashlib
     from pathlib import Path
 
@@ -75,8 +75,8 @@ def test_noise_rule_as_the_readme_states_it():
 
     from bench.sample_noise import sample_noise
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    rule = readme[readme.index("## Reproducibility"):readme.index("## Run directory")]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    rule = page[page.index("## Reproducibility"):page.index("## Run directory")]
     for words in ('`"<s>:<i>"`', "digest_size=8", "little-endian unsigned integer", "`& (2**63 - 1)`",
                   "`torch.Generator`", "torch.randn(shape, dtype=torch.float32)"):
         assert words in rule, words

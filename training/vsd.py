@@ -10,7 +10,7 @@ student's own samples, predicts ``eps_lora(x_t, t, y)``. VSD updates the student
 which :func:`vsd_surrogate_loss` produces through autograd. Replacing ``eps_lora`` by the sampled ``eps``
 gives Score Distillation Sampling (SDS), which mode-collapses; VSD does not.
 
-Defaults chosen here (documented in the README section):
+Defaults chosen here (documented in docs/training.md):
 
 * timesteps: integers drawn uniformly from ``[20, 980]`` (2% to 98% of the 1000-step schedule), the range that
   DreamFusion-style distillation uses; the very noisy end carries little signal for the teacher difference
