@@ -37,15 +37,15 @@ def _load_command(entry: Any) -> Any:
     """The :class:`~bench.commands.base.Command` of a registered command, or the one-line reason it cannot be
     loaded (its module raises, or it builds no Command), naming the plug-in and its entry point."""
     from bench.errors import BenchError
+    from bench.registry import exception_line
 
     try:
         return entry.build()
     except BenchError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own command
-        first = (str(exc).splitlines() or [""])[0][:200]
-        return (f"command {entry.name!r} of plug-in {entry.label()} cannot be loaded ({type(exc).__name__}: "
-                f"{first}); fix or uninstall that plug-in")
+        return (f"command {entry.name!r} of plug-in {entry.label()} cannot be loaded ({exception_line(exc)}); fix "
+                "or uninstall that plug-in")
 
 
 def _add_command(sub: Any, entry: Any, warn: bool) -> None:

@@ -8,7 +8,7 @@ import pluggy
 
 from bench import hookspecs
 from bench.errors import BenchError
-from bench.registry import Contract, Registry
+from bench.registry import Contract, Registry, exception_line
 
 ENTRY_POINT_GROUP = "bench"
 
@@ -112,13 +112,9 @@ def load_entry_points_isolated(pm: PluginManager) -> None:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
             pm.problems.append(f"plug-in {ep.name!r} (entry point {origin['entry_point']}) cannot be loaded "
-                               f"({_first_line(exc)}); fix or uninstall it")
+                               f"({exception_line(exc)}); fix or uninstall it")
             continue
         pm.origins[ep.name] = origin
-
-
-def _first_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
 
 
 def where(pm: pluggy.PluginManager, plugin: str) -> str:
@@ -158,11 +154,7 @@ class Plugins:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
                     self.problems.append(f"plug-in {where(pm, plugin_name)} failed to register its {kind} "
-                                         f"({_first_line(exc)}); fix or uninstall it")
-
-    def where(self, plugin: str) -> str:
-        """The plug-in's name and, for an installed one, its entry point (for one-line messages)."""
-        return where(self.pm, plugin)
+                                         f"({exception_line(exc)}); fix or uninstall it")
 
     def plugin_names(self) -> list[dict[str, Any]]:
         """Every registered plug-in with the hooks it implements."""
@@ -190,12 +182,22 @@ def current() -> Plugins:
     warning on stderr (once) and is left out."""
     global _current
     if _current is None:
-        import sys
-
-        _current = Plugins(make_plugin_manager())
-        for line in _current.problems:
-            print(f"bench: warning: {line}", file=sys.stderr)
+        _current = _reported(Plugins(make_plugin_manager()))
     return _current
+
+
+#: Problems already reported on stderr (each is said once).
+_said: set[str] = set()
+
+
+def _reported(reg: Plugins) -> Plugins:
+    import sys
+
+    for line in reg.problems:
+        if line not in _said:
+            _said.add(line)
+            print(f"bench: warning: {line}", file=sys.stderr)
+    return reg
 
 
 def register_plugin(plugin: object, name: str | None = None) -> Plugins:
@@ -203,16 +205,7 @@ def register_plugin(plugin: object, name: str | None = None) -> Plugins:
     global _current
     pm = current().pm
     pm.register(plugin, name=name)
-    _current = Plugins(pm)
-    return _current
-
-
-def unregister_plugin(plugin: object) -> Plugins:
-    """Undo :func:`register_plugin`; return the registries without it."""
-    global _current
-    pm = current().pm
-    pm.unregister(plugin)
-    _current = Plugins(pm)
+    _current = _reported(Plugins(pm))
     return _current
 
 
@@ -220,3 +213,4 @@ def reset() -> None:
     """Forget in-memory registrations; the next :func:`current` rebuilds from built-ins and entry points."""
     global _current
     _current = None
+    _said.clear()

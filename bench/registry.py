@@ -67,10 +67,9 @@ class Entry:
             for part in attr.split(".") if attr else []:
                 obj = getattr(obj, part)
         except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
-            first = (str(exc).splitlines() or [""])[0][:200]
             raise BenchError(
                 f"{self.kind} {self.name!r} of plug-in {self.label()} cannot be loaded from {self.target!r} "
-                f"({type(exc).__name__}: {first}); fix, reinstall or uninstall that plug-in"
+                f"({exception_line(exc)}); fix, reinstall or uninstall that plug-in"
             ) from exc
         return obj
 
@@ -100,6 +99,11 @@ class Entry:
     def as_dict(self) -> dict[str, Any]:
         target = self.target if isinstance(self.target, str) else f"{self.target.__module__}:{self.target.__qualname__}"
         return {"name": self.name, "plugin": self.plugin, "target": target, **self.info}
+
+
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters of it), for one-line reports."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
 
 
 def check_description(entry: Entry, description: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ Fixtures (none is autouse: a test asks for what it needs):
     is expensive to compute, and still never touch your own cache.
 ``bench_fresh_registry``
     A fresh plug-in manager before and after the test (built-ins and installed entry points), whatever earlier
-    tests registered; yields :func:`bench.plugins.current`'s registries.
+    tests registered; yields :func:`bench.plugins.current` (call it for the registries).
 ``bench_register``
     ``bench_register(plugin, name=None)``: register an object or module with ``@hookimpl`` functions for this
     test only (it is gone after the test); returns the registries.
@@ -95,12 +95,13 @@ def bench_session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-def bench_fresh_registry() -> Iterator[Any]:
-    """Fresh registries for this test, and again after it."""
+def bench_fresh_registry() -> Iterator[Callable[[], Any]]:
+    """Fresh registries for this test, and again after it; yields :func:`bench.plugins.current` (the registries
+    are built on its first call, so a test that never asks pays nothing)."""
     from bench import plugins
 
     plugins.reset()
-    yield plugins.current()
+    yield plugins.current
     plugins.reset()
 
 

@@ -127,3 +127,14 @@ def test_an_installed_plugin_that_fails_to_import_is_one_warning_line(tmp_path):
     assert helped.returncode == 0 and "a command that cannot load" in helped.stdout
     asked = _bench(env, tmp_path, "run", "--method", "tiny", "--suite", "nope")
     assert asked.returncode == 2 and "unknown suite 'nope'" in asked.stderr
+
+
+def test_the_documentation_page_includes_every_file_of_the_example():
+    """docs/plugin-example.md shows the tested code itself (snippet includes), every file of it, nothing else."""
+    import re
+
+    page = (REPO / "docs" / "plugin-example.md").read_text()
+    included = set(re.findall(r'^--8<-- "([^"]+)"$', page, flags=re.MULTILINE))
+    files = {str(p.relative_to(REPO)) for p in EXAMPLE.rglob("*") if p.is_file() and p.suffix in (".py", ".toml")
+             and "__pycache__" not in p.parts}
+    assert included == files

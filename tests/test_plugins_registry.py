@@ -236,3 +236,20 @@ def test_help_and_list_import_no_other_command_module():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout.strip().splitlines()[-1] == "['bench.commands.base', 'bench.commands.list_cmd']", proc.stderr
+
+
+def test_a_hook_that_raises_leaves_the_other_plugins_working(bench_fresh_registry, capsys):
+    class Faulty:
+        @hookimpl
+        def register_methods(self, register):
+            register("faulty-a", Flat)
+            raise RuntimeError("oops\nsecond line")
+
+    from bench import plugins
+
+    reg = plugins.register_plugin(Faulty(), name="faulty")
+    err = capsys.readouterr().err
+    assert err == ("bench: warning: plug-in 'faulty' failed to register its methods (RuntimeError: oops); fix or "
+                   "uninstall it\n")
+    assert "tiny" in reg.methods and "smoke" in reg.suites
+    assert run_cli("list", "methods")[0] == 0
