@@ -115,8 +115,8 @@ def check_description(entry: Entry, description: Any) -> dict[str, Any]:
                          "uninstall that plug-in")
     missing = [k for k in DESCRIPTION_KEYS if k not in description]
     if missing:
-        raise BenchError(f"{where}: describe() has no {missing[0]!r} key (weights: one of "
-                         f"{', '.join(GENERATOR_WEIGHTS)}); fix or uninstall that plug-in")
+        hint = f" (weights: one of {', '.join(GENERATOR_WEIGHTS)})" if missing[0] == "weights" else ""
+        raise BenchError(f"{where}: describe() has no {missing[0]!r} key{hint}; fix or uninstall that plug-in")
     if description["weights"] not in GENERATOR_WEIGHTS:
         raise BenchError(f"{where}: describe() says weights {description['weights']!r}, not one of "
                          f"{', '.join(GENERATOR_WEIGHTS)}; fix or uninstall that plug-in")
