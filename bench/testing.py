@@ -4,6 +4,8 @@ Enable it in your ``conftest.py``::
 
     pytest_plugins = ["bench.testing"]
 
+(It is deliberately not a ``pytest11`` entry point: installing sbv2-bench changes no other project's test run.)
+
 Fixtures (none is autouse: a test asks for what it needs):
 
 ``bench_cache_dir``
