@@ -1,63 +1,91 @@
 """``python -m bench``: the command-line entry point.
 
 Sub-commands are plug-ins (``register_commands``; see :mod:`bench.commands.base`): the built-in ones and any
-that installed packages provide. Heavy libraries are imported by the commands that need them, never here.
+that installed packages provide. Only the command being run (or whose ``--help`` is asked for) is loaded:
+``python -m bench --help`` lists the others by the description they were registered with, so a command that
+fails to load breaks only itself. Heavy libraries are imported by the commands that need them, never here.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from bench.errors import OneLineParser, run_cli
 
 
-def _broken_command(name: str, plugin: str, exc: BaseException) -> tuple[str, Any]:
-    """(one-line reason, a stand-in that raises it when run) for a command whose plug-in fails to load it."""
-    from bench.errors import BenchError
+def command_name(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names: its first word that is not an option (the top-level options take no
+    value), or None."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
-    first = (str(exc).splitlines() or [""])[0][:200]
-    why = (f"command {name!r} of plug-in {plugin!r} cannot be loaded ({type(exc).__name__}: {first}); fix or "
-           "uninstall that plug-in")
+
+def _broken_command(why: str) -> Any:
+    """A stand-in for a command that cannot be loaded: running it raises the one-line reason."""
+    from bench.errors import BenchError
 
     def run(args: argparse.Namespace) -> int:
         raise BenchError(why)
 
-    return why, run
+    return run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI's parser. A plug-in command that fails to load (its module raises, or it is not a bench Command)
-    breaks only itself: the other commands keep working, a one-line warning names it, and running it is a
-    one-line error."""
-    import sys
+def _load_command(entry: Any) -> Any:
+    """The :class:`~bench.commands.base.Command` of a registered command, or the one-line reason it cannot be
+    loaded (its module raises, or it builds no Command), naming the plug-in and its entry point."""
+    from bench.errors import BenchError
+    from bench.registry import exception_line
 
+    try:
+        return entry.build()
+    except BenchError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own command
+        return (f"command {entry.name!r} of plug-in {entry.label()} cannot be loaded ({exception_line(exc)}); fix "
+                "or uninstall that plug-in")
+
+
+def _add_command(sub: Any, entry: Any, warn: bool) -> None:
+    """Load the command of ``entry`` and add its parser; one that cannot be loaded gets a parser that takes any
+    words and whose run is the one-line error (``warn``: also say so on stderr now)."""
+    command = _load_command(entry)
+    if isinstance(command, str):
+        if warn:
+            print(f"bench: warning: {command}", file=sys.stderr)
+        # every word after the name is taken as is (no option syntax), so running it reaches the reason
+        p = sub.add_parser(entry.name, help="(cannot be loaded: run it to see why)", add_help=False,
+                           prefix_chars="\0")
+        p.add_argument("rest", nargs="*")
+        p.set_defaults(_run=_broken_command(command))
+        return
+    p = sub.add_parser(entry.name, help=command.help or entry.info.get("description"),
+                       description=command.description or command.help)
+    command.add_arguments(p)
+    p.set_defaults(_command=command, _run=command.run)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. Given ``argv``, only the command it names is loaded (module imported, parser built);
+    every other command is listed by its registered description and never imported. Without ``argv`` every
+    command is loaded (for code that parses many command lines), and each that cannot be loaded is a one-line
+    warning. Either way a command that fails to load breaks only itself: running it is a one-line error naming
+    the plug-in and its entry point."""
     from bench import __version__, plugins
-    from bench.commands.base import Command
 
+    reg = plugins.current()
+    wanted = None if argv is None else command_name(argv)
     parser = OneLineParser(prog="python -m bench", description="Evaluate and benchmark one-step text-to-image "
                            "generators; `python -m bench COMMAND --help` describes each command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for entry in plugins.current().commands.entries():
-        try:
-            command = entry.build()
-            if not isinstance(command, Command):
-                raise TypeError(f"{type(command).__name__} is not a bench Command")
-        except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own command
-            why, run = _broken_command(entry.name, entry.plugin, exc)
-            print(f"bench: warning: {why}", file=sys.stderr)
-            # every word after the name is taken as is (no option syntax), so running it reaches the reason
-            p = sub.add_parser(entry.name, help="(cannot be loaded: see the warning)", add_help=False,
-                               prefix_chars="\0")
-            p.add_argument("rest", nargs="*")
-            p.set_defaults(_run=run)
-            continue
-        p = sub.add_parser(entry.name, help=command.help, description=command.description or command.help)
-        command.add_arguments(p)
-        p.set_defaults(_command=command, _run=command.run)
+    for entry in reg.commands.entries():
+        if argv is None or entry.name == wanted:
+            _add_command(sub, entry, warn=argv is None)
+        else:  # listed, not loaded
+            sub.add_parser(entry.name, help=entry.info.get("description") or "", add_help=False)
     return parser
 
 
@@ -65,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for user errors, with a one-line message on stderr)."""
     for var in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
         os.environ.setdefault(var, "error")
-
-    return run_cli("bench", build_parser, argv, lambda args: args._run(args),
+    words = list(sys.argv[1:] if argv is None else argv)
+    return run_cli("bench", lambda: build_parser(words), words, lambda args: args._run(args),
                    "finished work is kept and a re-run resumes it")
 
 

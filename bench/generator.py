@@ -29,7 +29,8 @@ STAGES = ("text_encoder", "denoiser", "decoder")
 class Generator(ABC):
     """Base class for methods. Subclasses are built with the method's ``--method-args`` as keywords."""
 
-    #: Registered name; filled in by subclasses.
+    #: Registered name: the registry sets it on every instance it builds (before ``__init__``), so a subclass
+    #: registered under a new name records that name in its results, ``describe()`` and errors.
     name: str = ""
     #: Accepted ``--method-args``; unknown keys and bad values are rejected with exit status 2.
     options: ClassVar[dict[str, Option]] = {}
@@ -138,7 +139,9 @@ class Generator(ABC):
     def describe(self) -> dict[str, Any]:
         """Everything that identifies the model for ``config.json``: ids, revisions, resolved settings.
 
-        Must include ``"weights"``: ``"pretrained"`` for published weights, ``"random"`` for seeded random ones
-        (``"external"``: images made elsewhere, :mod:`bench.external`).
+        Must include ``"name"`` and ``"weights"``: ``"pretrained"`` for published weights, ``"random"`` for
+        seeded random ones, ``"none"`` for a generator without parameters (``"external"``: images made elsewhere,
+        :mod:`bench.external`). The registry checks it (:func:`bench.registry.check_description`): a
+        description without ``weights`` is a one-line error naming the plug-in, never taken as pretrained.
         """
         return {"name": self.name, "method_args": self.args}

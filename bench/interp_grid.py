@@ -54,7 +54,7 @@ def draw_grid(rows: Sequence[Any], record: Mapping[str, Any], gap: int) -> tuple
     body_w = len(columns) * (w + gap) - gap
     width = left + max(body_w, int(max(font.getlength(c) for c in columns)) + pad)
     texts = [(line, "black") for sentence in title_lines(record) for line in _wrap(sentence, font, width - 2 * pad)]
-    if record.get("weights", "pretrained") != "pretrained":
+    if record.get("weights", "pretrained") not in ("pretrained", "none"):  # "none": a parameter-free generator
         warning = WARNING.format(weights=record.get("weights"))
         texts += [(line, "#a00000") for line in _wrap(warning, font, width - 2 * pad)]
     line_h = size + size // 3

@@ -92,7 +92,7 @@ def resolve_options(kind: str, owner: str, spec: Mapping[str, Option], given: Ma
         raise BenchError(f"{kind} {owner!r} has no option {key!r}: {hint}")
     out: dict[str, Any] = {}
     for key, opt in spec.items():
-        value = _convert(kind, key, given.get(key, opt.default), opt)
+        value = _convert(f"{kind} {owner!r}" if owner else kind, key, given.get(key, opt.default), opt)
         if opt.choices is not None and value not in opt.choices:
             raise BenchError(
                 f"{kind} {owner!r}: {key}={value!r} is not one of {', '.join(map(str, opt.choices))}"

@@ -7,7 +7,8 @@ from typing import Any
 import pluggy
 
 from bench import hookspecs
-from bench.registry import Registry
+from bench.errors import BenchError
+from bench.registry import Contract, Registry, exception_line
 
 ENTRY_POINT_GROUP = "bench"
 
@@ -26,6 +27,15 @@ KINDS = {
     "metrics": ("metrics", "metric"),
     "extractors": ("feature_extractors", "extractor"),
     "commands": ("commands", "command"),
+}
+
+#: Registry attribute -> what its objects must be (:class:`bench.registry.Contract`).
+CONTRACTS = {
+    "methods": Contract("bench.generator:Generator", checks_description=True),
+    "suites": Contract("bench.suites.base:Suite"),
+    "metrics": Contract("bench.metrics.base:Metric"),
+    "extractors": Contract("bench.metrics.extractors:Extractor", name_attr="kind"),
+    "commands": Contract("bench.commands.base:Command"),
 }
 
 
@@ -62,18 +72,55 @@ def _same_file(a: object, b: object) -> bool:
         return False
 
 
-def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus where each third-party plug-in came from and the ones that failed to load."""
+
+    def __init__(self) -> None:
+        super().__init__("bench")
+        #: plug-in name -> its entry point as installed (``name = module``) and its distribution.
+        self.origins: dict[str, dict[str, str | None]] = {}
+        #: One line per plug-in that could not be loaded or could not register (the others work).
+        self.problems: list[str] = []
+
+
+def make_plugin_manager(load_entry_points: bool = True) -> PluginManager:
     """A fresh plug-in manager with the built-ins registered (and, by default, third-party entry points)."""
     import importlib
 
     check_not_shadowed()
-    pm = pluggy.PluginManager("bench")
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for module_name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
     if load_entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        load_entry_points_isolated(pm)
     return pm
+
+
+def load_entry_points_isolated(pm: PluginManager) -> None:
+    """Register every module of the ``bench`` entry-point group; one that fails to import (or to register) is
+    left out with a line in ``pm.problems`` naming the plug-in and its entry point, and the others load."""
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        dist = getattr(ep, "dist", None)
+        origin = {"entry_point": f"{ep.name} = {ep.value}",
+                  "distribution": f"{dist.metadata['Name']} {dist.version}" if dist is not None else None}
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
+            pm.problems.append(f"plug-in {ep.name!r} (entry point {origin['entry_point']}) cannot be loaded "
+                               f"({exception_line(exc)}); fix or uninstall it")
+            continue
+        pm.origins[ep.name] = origin
+
+
+def where(pm: pluggy.PluginManager, plugin: str) -> str:
+    """``'name'`` or ``'name' (entry point name = module)`` for messages about a plug-in."""
+    origin = getattr(pm, "origins", {}).get(plugin)
+    return f"{plugin!r} (entry point {origin['entry_point']})" if origin else repr(plugin)
 
 
 class Plugins:
@@ -87,30 +134,41 @@ class Plugins:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
+        #: One line per plug-in that failed to load or to register (:func:`current` prints them once).
+        self.problems: list[str] = list(getattr(pm, "problems", []))
         for kind, (hook_name, noun) in KINDS.items():
-            registry = Registry(noun)
+            registry = Registry(noun, CONTRACTS[kind])
             setattr(self, kind, registry)
             hook = getattr(pm.hook, f"register_{hook_name}")
             for impl in hook.get_hookimpls():
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+                origin = getattr(pm, "origins", {}).get(plugin_name, {}).get("entry_point")
 
-                def register(name: str, target: Any, _reg=registry, _plugin=plugin_name, **info: Any) -> None:
-                    _reg.add(name, target, _plugin, **info)
+                def register(name: str, target: Any, _reg=registry, _plugin=plugin_name, _origin=origin,
+                             **info: Any) -> None:
+                    _reg.add(name, target, _plugin, _origin, **info)
 
-                impl.function(register=register)
+                try:
+                    impl.function(register=register)
+                except BenchError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
+                    self.problems.append(f"plug-in {where(pm, plugin_name)} failed to register its {kind} "
+                                         f"({exception_line(exc)}); fix or uninstall it")
 
     def plugin_names(self) -> list[dict[str, Any]]:
         """Every registered plug-in with the hooks it implements."""
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda p: p[0]):
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
-            dist = dict(self.pm.list_plugin_distinfo()).get(plugin)
+            origin = getattr(self.pm, "origins", {}).get(name, {})
             out.append(
                 {
                     "name": name,
                     "hooks": hooks,
                     "builtin": name in BUILTIN_PLUGINS,
-                    "distribution": f"{dist.project_name} {dist.version}" if dist else None,
+                    "distribution": origin.get("distribution"),
+                    "entry_point": origin.get("entry_point"),
                 }
             )
         return out
@@ -120,11 +178,26 @@ _current: Plugins | None = None
 
 
 def current() -> Plugins:
-    """The process-wide registries, built on first use."""
+    """The process-wide registries, built on first use; a plug-in that fails to load or register is a one-line
+    warning on stderr (once) and is left out."""
     global _current
     if _current is None:
-        _current = Plugins(make_plugin_manager())
+        _current = _reported(Plugins(make_plugin_manager()))
     return _current
+
+
+#: Problems already reported on stderr (each is said once).
+_said: set[str] = set()
+
+
+def _reported(reg: Plugins) -> Plugins:
+    import sys
+
+    for line in reg.problems:
+        if line not in _said:
+            _said.add(line)
+            print(f"bench: warning: {line}", file=sys.stderr)
+    return reg
 
 
 def register_plugin(plugin: object, name: str | None = None) -> Plugins:
@@ -132,7 +205,7 @@ def register_plugin(plugin: object, name: str | None = None) -> Plugins:
     global _current
     pm = current().pm
     pm.register(plugin, name=name)
-    _current = Plugins(pm)
+    _current = _reported(Plugins(pm))
     return _current
 
 
@@ -140,3 +213,4 @@ def reset() -> None:
     """Forget in-memory registrations; the next :func:`current` rebuilds from built-ins and entry points."""
     global _current
     _current = None
+    _said.clear()

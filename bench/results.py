@@ -30,12 +30,19 @@ TIMING_ORDER = ("load", "generation", "generation/text_encoder", "generation/den
 EXTERNAL = "external"
 
 
+#: Weights that say nothing about a run: networks (or a generator) without parameters.
+NO_WEIGHTS = "none"
+
+
 def weights_verdict(generator_weights: str, metric_info: Mapping[str, Mapping[str, Any]]) -> str:
     """``pretrained``, ``random`` or ``mixed`` over the generator and every metric network (the metric networks
-    alone for images made elsewhere)."""
+    alone for images made elsewhere). Parameter-free parts (weights ``none``) count for nothing: the verdict is
+    ``none`` only when nothing has weights."""
     kinds = {i["weights"] for i in metric_info.values() if "weights" in i}
     if generator_weights != EXTERNAL or not kinds:
         kinds.add(generator_weights)
+    if len(kinds) > 1:
+        kinds.discard(NO_WEIGHTS)
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
@@ -43,7 +50,7 @@ def comparability(generator_weights: str, metric_info: Mapping[str, Mapping[str,
                   limit: int | None, metric_overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Why a run cannot be set beside published numbers (empty: it can). ``suite`` is the run's suite."""
     reasons = []
-    if generator_weights not in ("pretrained", EXTERNAL):
+    if generator_weights not in ("pretrained", NO_WEIGHTS, EXTERNAL):
         reasons.append(f"generator weights are {generator_weights}")
     random_metrics = [n for n, i in metric_info.items() if i.get("weights") == "random"]
     if random_metrics:

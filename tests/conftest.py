@@ -10,9 +10,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import contextlib  # noqa: E402
 import json  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -24,23 +22,21 @@ from bench.metrics.base import FeatureSpec, Metric, MetricContext, MetricResult 
 from bench.metrics.extractors import Extractor  # noqa: E402
 from bench.options import Option  # noqa: E402
 
+#: The generic fixtures (cache directories, registry reset, in-memory plug-ins, one torch thread) ship with the
+#: package for plug-in authors too: :mod:`bench.testing`.
+pytest_plugins = ["bench.testing"]
+
 
 @pytest.fixture(scope="session", autouse=True)
-def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _cache_dir(bench_session_cache_dir: Path) -> Path:
     """One cache directory per test session (reference features, generated reference sets)."""
-    path = tmp_path_factory.mktemp("bench-cache")
-    os.environ["BENCH_CACHE_DIR"] = str(path)
-    return path
+    return bench_session_cache_dir
 
 
 @pytest.fixture(autouse=True)
-def _fresh_plugins():
+def _fresh_plugins(bench_fresh_registry):
     """Each test starts from the built-in registries, whatever the previous test registered."""
-    from bench import plugins
-
-    plugins.reset()
     yield
-    plugins.reset()
 
 
 @pytest.fixture(scope="session")
@@ -134,32 +130,6 @@ def hpsv2_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_coco_root():
     """``make_coco_root(path, n_images=12, zipped=False)``: write a fresh COCO-like root (for tests that damage it)."""
     return write_coco_root
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture
-def one_thread():
-    """torch on one CPU thread: tiny workloads run faster and do not slow down when the machine is busy."""
-    with _torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def one_thread_module():
-    """:func:`one_thread` for a whole test module (``pytestmark = pytest.mark.usefixtures(...)``)."""
-    with _torch_threads(1):
-        yield
 
 
 # -- a toy metric: the engine's tests need a scorer, not Inception on a CPU -------------------------------------

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import io
-from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import numpy as np
 
-from bench.cli import main
+from bench.testing import run_cli
 
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run ``python -m bench ARGS`` in-process; (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
+__all__ = ["FeatureContext", "noisy_images", "run_cli"]
 
 
 class FeatureContext:

@@ -1,8 +1,10 @@
 """The command plug-in interface: a sub-command of ``python -m bench``.
 
 Commands register through the ``register_commands(register)`` hook like methods, suites and metrics; the
-built-in ones (``list``, ``run``, ``latency``, ``data``, ...) are ordinary plug-ins of it. A command module
-must not import heavy libraries at import time: every command's parser is built when the CLI starts.
+built-in ones (``list``, ``run``, ``latency``, ``data``, ...) are ordinary plug-ins of it. A command's module is
+imported, and its parser built, only when that command runs or its ``--help`` is asked for; ``python -m bench
+--help`` shows the ``description=`` it was registered with. A command module should still not import heavy
+libraries at import time: ``--help`` should be quick.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import ClassVar
 
 class Command(ABC):
     """One sub-command: its help line, its arguments and what it does."""
+
+    #: The name it is registered under (set by the registry).
+    name: str = ""
 
     #: One line for ``python -m bench --help``.
     help: ClassVar[str] = ""

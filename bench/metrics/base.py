@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 #: Keys that results.json uses for the headline values, where they apply.
 STANDARD_KEYS = ("fid", "clip_score", "precision", "recall", "density", "coverage", "hps", "latency_ms")
 
+#: Weights of metric networks whose numbers can be set beside published ones ("none": no parameters at all).
+COMPARABLE_WEIGHTS = ("pretrained", "none")
 WEIGHTS_OPTION = Option("pretrained", str, ("pretrained", "random"), "published weights or seeded random ones")
 
 
@@ -93,7 +95,7 @@ class MetricResult:
 
     @property
     def comparable(self) -> bool:
-        return bool(self.info.get("comparable", self.info.get("weights", "pretrained") == "pretrained"))
+        return bool(self.info.get("comparable", self.info.get("weights", "pretrained") in COMPARABLE_WEIGHTS))
 
 
 class SampleNeeds(NamedTuple):
@@ -121,7 +123,8 @@ class Metric(ABC):
     """Base class of metrics; subclasses set ``name``, ``keys``, ``options`` and ``higher_is_better``, declare
     their networks in :meth:`feature_specs` and implement :meth:`compute`."""
 
-    #: Default name; the engine replaces it with the name the metric was registered under.
+    #: Default name; the registry sets the name the metric was registered under on every instance it builds
+    #: (before ``__init__``, so option errors name it).
     name: str = ""
     #: Output keys (per-group values are added as ``<key>/<group>``).
     keys: ClassVar[tuple[str, ...]] = ()
@@ -181,7 +184,7 @@ class Metric(ABC):
 
             if any_toy(self.hub_repos()):  # toy-size random weights under the real ids (bench.toy_hub)
                 weights, extra = "random", {**extra, "toy_hub": True}
-        return {"weights": weights, "comparable": weights == "pretrained", **extra}
+        return {"weights": weights, "comparable": weights in COMPARABLE_WEIGHTS, **extra}
 
 
 def result_key(registered: str, default: str, key: str) -> str:

@@ -52,8 +52,10 @@ def library_versions(names: Sequence[str]) -> dict[str, str]:
 
 
 class Extractor(ABC):
-    """A feature network; built lazily on first use."""
+    """A feature network; built lazily on first use. ``weights`` is ``"pretrained"``, ``"random"`` (seeded) or
+    ``"none"`` (a network without parameters: its features are what they are, whatever the weights)."""
 
+    #: The name the extractor is registered under (the registry sets it on every instance it builds).
     kind: str = ""
     #: The distributions whose code defines this network's numerics (its layers, resize, kernels): their versions
     #: are part of :meth:`spec` and so of every feature cache key, so that an upgrade never mixes features
@@ -61,8 +63,11 @@ class Extractor(ABC):
     numerics: ClassVar[tuple[str, ...]] = ("torch",)
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, **options: Any) -> None:
-        if weights not in ("pretrained", "random"):
-            raise BenchError(f"{self.kind} weights must be 'pretrained' or 'random', not {weights!r}")
+        from bench.registry import WEIGHTS
+
+        if weights not in WEIGHTS:
+            raise BenchError(f"feature extractor {self.kind!r}: weights must be one of {', '.join(WEIGHTS)} ('none': "
+                             f"a network without parameters), not {weights!r}")
         self.weights = weights
         self.seed = seed
         self.options = options
@@ -349,9 +354,4 @@ def build_extractor(spec: Any) -> Extractor:
 
     options = spec.extractor_spec() if isinstance(spec, FeatureSpec) else dict(spec)
     kind = options.pop("kind")
-    ext = plugins.current().extractors.get(kind).build(**options)
-    if not isinstance(ext, Extractor):
-        raise BenchError(f"feature extractor {kind!r} did not build an Extractor (got {type(ext).__name__}); "
-                         "fix or uninstall the plug-in that registers it")
-    ext.kind = kind  # the registered name keys its features
-    return ext
+    return plugins.current().extractors.get(kind).build(**options)  # named and type-checked by the registry
