@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -124,12 +124,15 @@ class FeatureStore:
     """Hands out features for one run: the :class:`~bench.metrics.base.MetricContext` feature methods.
 
     ``items`` are the run's samples in order and ``chunk_size`` the run's batch size (see the batching rule
-    above); ``rows`` the run's manifest rows by index.
+    above); ``rows`` the run's manifest rows by index; ``streamed`` the features this process streamed while
+    generating (by network key, then (sample index, image sha256)): used as they are, so the feature files
+    are read only for samples this process did not stream (a resumed run's earlier chunks, other ranks').
     """
 
     def __init__(self, session: Session, store: RunStore, suite: Any, items: Sequence[Any], chunk_size: int,
                  timings: Timings | None = None, workers: int | None = None,
-                 rows: dict[int, dict[str, Any]] | None = None) -> None:
+                 rows: dict[int, dict[str, Any]] | None = None,
+                 streamed: Mapping[str, Mapping[tuple[int, str], np.ndarray]] | None = None) -> None:
         self.session = session
         self.store = store
         self.suite = suite
@@ -139,6 +142,7 @@ class FeatureStore:
         self.timings = timings or Timings()
         self.workers = workers or default_workers()
         self._rows = rows
+        self._streamed = streamed or {}
         self._generated: dict[str, np.ndarray] = {}
         self.reference_info: dict[str, Any] = {}
 
@@ -186,7 +190,9 @@ class FeatureStore:
             raise BenchError(f"sample {missing_rows[0]} has no finished image; run the same command again to "
                              "generate it")
         cache = GeneratedFeatures(self.store, net.key)
-        known = cache.load()
+        known = dict(self._streamed.get(net.key, {}))
+        if any((it.index, manifest[it.index]["sha256"]) not in known for it in self.items):
+            known = {**cache.load(), **known}
         todo_chunks = [c for c in chunks(self.items, self.chunk_size)
                        if any((it.index, manifest[it.index]["sha256"]) not in known for it in c)]
         if todo_chunks:

@@ -1,18 +1,11 @@
 """A run: one generator on one suite with its metrics, in one run directory.
 
-What :meth:`Run.execute` does, in order:
-
-1. The main process checks that the run directory holds nothing or a run with the same identity (else it
-   refuses, unless ``--overwrite``) and writes config.json; every process waits for that verdict.
-2. The generator is loaded (once per session). The suite's samples are cut into chunks of ``--batch-size``
-   consecutive samples; chunk ``c`` belongs to rank ``c % world_size`` (see :mod:`bench.distributed`). Each
-   rank checks its chunks' finished images against the sha256 in the manifest and journals.
-3. Each rank generates its chunks that miss anything, in order, each chunk as one batch (so a chunk's images
-   never depend on what else ran), and hands them to a :class:`~bench.sink.Sink`, which writes the images,
-   streams them through the metrics' feature networks and journals the chunk.
-4. All ranks report; the main process folds the journals into manifest.jsonl, computes every metric once
-   (streamed features are read from their files; anything missing is computed from the saved images) and
-   writes results.json (:mod:`bench.results`) with a time budget of the stages.
+:class:`Run` resolves and checks everything a run needs before anything heavy happens (names, options, prompt
+counts, data), then :meth:`Run.execute` takes the run directory's lock and runs the stages in order:
+:func:`~bench.run_stages.plan` (identity check, loading, config.json, which chunks to make),
+:func:`~bench.run_stages.generate` (images, streamed features, journals), :func:`~bench.run_stages.gather`
+(ranks report; the manifest), :func:`~bench.run_score.score` (the metrics) and the results file
+(:func:`~bench.run_score.build_results`). The modules of the stages say what each does.
 
 A run never joins a process group itself: the command (or the caller of :class:`~bench.session.Session`)
 does, and hands the session its :class:`~bench.distributed.Distributed`.
@@ -23,27 +16,23 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import plugins
-from bench.bootstrap import Recording, attach_interval, check_groups
+from bench.bootstrap import check_groups
 from bench.errors import BenchError
-from bench.external import ExternalImages, read_chunks
-from bench.feature_files import GeneratedFeatures
+from bench.external import ExternalImages
 from bench.generator import Generator
-from bench.images import to_uint8_and_flags
-from bench.metrics.base import Metric, check_sample_count, result_key
-from bench.results import Results, comparability, flag_summary, ordered_timings, weights_verdict
+from bench.metrics.base import Metric, check_sample_count
+from bench.results import Results
 from bench.run_dir import RunStore
-from bench.run_features import FeatureStore, Network, RunContext, chunks, default_workers
+from bench.run_features import Network
 from bench.run_request import RunRequest, check_batch_against_limit, check_run_sizes
-from bench.sink import Sink
+from bench.run_score import build_results, score
+from bench.run_stages import gather, generate, plan
 from bench.suites.base import Suite, cut_long_prompts
-from bench.timing import StageTimer, Timings
-from bench.trained_on import flag as flag_trained_on
+from bench.timing import Timings
 
 if TYPE_CHECKING:
     from bench.session import Session
@@ -199,86 +188,25 @@ class Run:
         self.store.check_kind()
 
     def _execute(self) -> Results | None:
-        from bench.devices import hardware_summary
-
+        """The stages, each timed under ``stage/<name>``; results.json is written by the main process."""
         timings = Timings()
         t0 = time.perf_counter()
-        dist = self.dist
-        device, dtype = self.session.device, self.session.dtype(self.req.dtype)
-        with timings.time("orchestration/open"):
-            config = self.config()
-            config["hardware"] = hardware_summary(device)
-            error = None
-            if dist.is_main:
-                try:
-                    self.store.check(config, overwrite=self.req.overwrite)
-                except BenchError as exc:
-                    error = str(exc)
-            dist.agree(error)
-
-        # The directory becomes this run's only once the generator has loaded: a run that fails to load (no
-        # weights, a typo in a path) leaves nothing that would refuse the corrected command.
-        with timings.time("load"):
-            self.session.load(self.generator, dtype)
-        config["generator"] = self.generator.describe()
-        config["prompts_truncated"] = self._truncated()
-        with timings.time("orchestration/open"):
-            error, resumed = None, False
-            if dist.is_main:
-                try:
-                    resumed = self.store.open(config, overwrite=self.req.overwrite)
-                except BenchError as exc:
-                    error = str(exc)
-            resumed = bool(dist.agree(error, resumed)[0])
-
-        # Chunks are cut from the suite's full prompt list, so a chunk that --limit cuts short is still generated
-        # as its full batch (only the wanted part is kept): a --limit run is an exact prefix of the full run.
-        wanted = {it.index for it in self.items}
-        mine = [(full, part) for k, full in enumerate(chunks(self.all_items, self.req.batch_size))
-                if k % dist.world_size == dist.rank and (part := [it for it in full if it.index in wanted])]
-        workers = self.req.workers or default_workers()
-        with timings.time("orchestration/verify"):
-            done = self._verified([it for _, part in mine for it in part], workers)
-        todo = [(full, part) for full, part in mine if any(it.index not in done for it in part)]
-        if dist.is_main and done and todo:
-            print(f"bench: resuming: {len(done)} finished image(s) verified, "
-                  f"{sum(1 for _, p in todo for it in p if it.index not in done)} to generate", file=sys.stderr)
-
-        sink = Sink(self.store, self.suite, self.req.seed, dist.rank, device, timings, workers, self.networks,
-                    self.req.save_images, show_progress=dist.is_main)
-        error = None
-        try:
-            if todo:
-                sink.start(sum(len(part) for _, part in todo))
-                self._generate(todo, done, sink, timings)
-            sink.close()
-        except BenchError as exc:
-            sink.abort()
-            error = str(exc)
-        except BaseException:
-            sink.abort()
-            raise
-        with timings.time("orchestration/sync"):
-            reports = dist.agree(error, {"generated": sink.generated, "timings": timings.as_dict()})
-        if not dist.is_main:
+        with timings.time("stage/plan"):
+            planned = plan(self, timings)
+        with timings.time("stage/generate"):
+            made = generate(self, planned, timings)
+        with timings.time("stage/gather"):
+            gathered = gather(self, made, timings)
+        if gathered is None:
             return None
-        for report in reports[1:]:  # the slowest rank sets the generation-phase figures
-            for key, value in report["timings"].items():
-                if value > timings.get(key):
-                    timings.add(key, value - timings.get(key))
-        generated = sum(r["generated"] for r in reports)
-
-        with timings.time("orchestration/compact"):
-            rows = self.store.compact()
-        flags = [rows[it.index].get("flag") for it in self.items]
-        values, info, reference = self._score(rows, timings, workers)
-        flag_trained_on(info, self.metrics, config["generator"])
-        results = self._results(config, values, info, reference, flags, generated, resumed, timings,
-                                time.perf_counter() - t0)
+        with timings.time("stage/score"):
+            scores = score(self, gathered, made.features, timings, planned.workers)
+        made.features.clear()  # the features held for scoring are not needed any more
+        results = build_results(self, planned, gathered, scores, timings, time.perf_counter() - t0)
         self.store.write_results(results.to_dict())
         return results
 
-    def _truncated(self) -> dict[str, int] | None:
+    def truncated(self) -> dict[str, int] | None:
         """Prompts the generator's text encoder cuts: said once (main process) and recorded in config.json."""
         got = self.generator.truncated_prompts([it.prompt for it in self.items])
         if got is None:
@@ -288,113 +216,3 @@ class Run:
             print(f"bench: warning: {count} of {len(self.items)} prompts are longer than the text encoder's {limit} "
                   "tokens and are cut by its tokenizer (config.json: prompts_truncated)", file=sys.stderr)
         return {"count": count, "token_limit": limit}
-
-    def _verified(self, items: Sequence[Any], workers: int) -> dict[int, dict[str, Any]]:
-        """Rows of ``items`` that are finished: the image file has the recorded sha256 (or, for runs made with
-        --no-save-images, the features of every streamed network are kept)."""
-        if not items:
-            return {}
-        candidates = self.store.read_candidates()
-        kept: list[set[tuple[int, str]]] = []
-        if not self.req.save_images:
-            for net in self.networks:
-                kept.append(set(GeneratedFeatures(self.store, net.key).load()))
-
-        def check(it: Any) -> dict[str, Any] | None:
-            for row in reversed(candidates.get(it.index, [])):
-                if row.get("prompt") != it.prompt:
-                    continue
-                if self.store.file_ok(row):
-                    return row
-                if kept and all((it.index, row.get("sha256")) in k for k in kept):
-                    return row
-            return None
-
-        with ThreadPoolExecutor(workers) as pool:
-            found = list(pool.map(check, items))
-        return {it.index: row for it, row in zip(items, found, strict=True) if row is not None}
-
-    def _generate(self, todo: Sequence[tuple[Sequence[Any], list[Any]]], done: dict[int, dict[str, Any]],
-                  sink: Sink, timings: Timings) -> None:
-        """Generate each (full chunk, wanted part) as one batch and hand the wanted part to the sink."""
-        import torch
-        from tqdm.auto import tqdm
-
-        from bench.sample_noise import batch_noise
-
-        gen = self.generator
-        dist = self.dist
-        if isinstance(gen, ExternalImages):
-            return read_chunks(gen, todo, done, sink, timings, self.req.workers or default_workers(), dist.is_main)
-        staged = StageTimer(gen, timings)
-        desc = f"generate {self.req.method}" + (f" [rank 0 of {dist.world_size}]" if dist.active else "")
-        total = sum(len(part) for _, part in todo)
-        with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, disable=not dist.is_main) as bar:
-            for full, part in todo:
-                sink.check()
-                idx = [it.index for it in full]
-                prompts = [it.prompt for it in full]
-                pad = self.req.batch_size - len(full) if gen.fixed_batch else 0
-                if pad > 0:  # the last chunk, at the compiled batch shape; the padding's images are dropped
-                    idx += range(idx[-1] + 1, idx[-1] + 1 + pad)
-                    prompts += prompts[-1:] * pad
-                with sink.compute_lock, torch.no_grad():
-                    start = time.perf_counter()
-                    noise = batch_noise(self.req.seed, idx, gen.noise_shape, device=gen.device, dtype=gen.dtype)
-                    images = staged(noise, prompts)
-                    images8, flags = to_uint8_and_flags(images[: len(part)])
-                    timings.add("generation", time.perf_counter() - start)
-                    staged.collect()
-                sink.submit(part, images8, flags, {it.index: done[it.index] for it in part if it.index in done})
-                bar.update(len(part))
-
-    # -- scoring ----------------------------------------------------------------------------------
-    def _score(self, rows: dict[int, dict[str, Any]], timings: Timings,
-               workers: int) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
-        fs = FeatureStore(self.session, self.store, self.suite, self.items, self.req.batch_size, timings=timings,
-                          workers=workers, rows=rows)
-        ctx = Recording(RunContext(fs, self.items, self.generator))
-        values: dict[str, float] = {}
-        info: dict[str, Any] = {}
-        for metric in self.metrics:
-            before = timings.total("features/") + timings.total("reference_features/") + timings.total("text_")
-            start = time.perf_counter()
-            self._check_reference_count(metric, ctx)
-            result = metric.compute(ctx)
-            elapsed = time.perf_counter() - start
-            features = (timings.total("features/") + timings.total("reference_features/")
-                        + timings.total("text_")) - before
-            timings.add(f"metric/{metric.name}", max(0.0, elapsed - features))
-            default = type(metric).name
-            keys = {k: result_key(metric.name, default, k) for k in result.values}
-            values.update({keys[k]: v for k, v in result.values.items()})
-            directions = {keys[k]: d for k in result.values if (d := metric.direction(k)) is not None}
-            info[metric.name] = {**result.info, "comparable": result.comparable, "seconds": round(elapsed, 3),
-                                 "higher_is_better": directions}
-            attach_interval(info[metric.name], metric, ctx, result.values, keys, self.req.bootstrap,
-                            self.req.bootstrap_seed)
-        return values, info, fs.reference_info
-
-    @staticmethod
-    def _check_reference_count(metric: Metric, ctx: Any) -> None:
-        needs = metric.min_samples()
-        if metric.needs_reference and needs.reference > 1:
-            for spec in metric.feature_specs():
-                check_sample_count(metric.name, "reference", len(ctx.image_features(spec, "reference")), needs)
-
-    def _results(self, config: dict[str, Any], values: dict[str, float], info: dict[str, Any],
-                 reference: dict[str, Any], flags: list[str | None], generated: int, resumed: bool,
-                 timings: Timings, total: float) -> Results:
-        gen_weights = config["generator"].get("weights", "pretrained")
-        reasons = comparability(gen_weights, info, self.suite, self.req.limit, self.req.metric_args)
-        images = {"total": len(flags), "generated_this_run": generated, "resumed": resumed,
-                  **flag_summary([it.index for it in self.items], flags), "saved": self.req.save_images}
-        if isinstance(self.generator, ExternalImages):
-            reasons += self.generator.comparability_issues()
-            images.update(self.generator.coverage())
-        return Results(run_dir=str(self.store.path), method=self.req.method, suite=self.req.suite,
-                       num_samples=len(self.items), metrics=values, metric_info=info,
-                       weights=weights_verdict(gen_weights, info), comparable=not reasons,
-                       not_comparable_because=reasons, images=images,
-                       timing_s=ordered_timings(timings.as_dict(), total), config=config,
-                       reference_features=reference or None)

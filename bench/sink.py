@@ -38,10 +38,14 @@ class Sink:
     ``networks`` are the run's feature networks, built in the sink's thread. When images are saved, a network
     that cannot be built (say, weights missing) is left to the scoring step, which computes its features from
     the files and raises the same error there if it persists.
+
+    Streamed features are always written (a resumed run reads them); with ``keep_features`` they are also kept
+    in :attr:`features`, by network key and (sample index, image sha256), for this process to score with.
     """
 
     def __init__(self, store: RunStore, suite: Any, seed: int, rank: int, device: Any, timings: Timings,
-                 workers: int, networks: Sequence[Network], save_images: bool, show_progress: bool) -> None:
+                 workers: int, networks: Sequence[Network], save_images: bool, show_progress: bool,
+                 keep_features: bool = False) -> None:
         self.store = store
         self.suite = suite
         self.seed = seed
@@ -53,6 +57,8 @@ class Sink:
         self.show_progress = show_progress
         self._networks = list(networks)
         self.streamed = StreamedFeatures([], timings)
+        self.keep_features = keep_features
+        self.features: dict[str, dict[tuple[int, str], np.ndarray]] = {}
         self.generated = 0
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=PENDING_CHUNKS)
@@ -263,6 +269,8 @@ class Sink:
             for key, feats in zip(keys, outputs, strict=True):
                 GeneratedFeatures(self.store, key).write_chunk(indices, shas, feats, networks[key].describe())
                 crash_point("features")
+                if self.keep_features:
+                    self.features.setdefault(key, {}).update(zip(zip(indices, shas, strict=True), feats, strict=True))
             if self._bar is not None:
                 self._bar.update(len(chunk))
         with self.timings.time("orchestration/journal"):

@@ -20,35 +20,79 @@ from bench.generator import STAGES, Generator
 
 
 class Timings:
-    """Seconds per stage, added from several threads."""
+    """Seconds per stage, added from several threads.
+
+    :meth:`time` times a block under a key. A block timed with ``own=True`` counts only its own work: its clock
+    pauses while a block timed inside it (on the same thread) runs, and each of those counts under its own key.
+    A metric's ``metric/<name>`` is timed that way, so the features it asks for count under ``features/...``.
+    """
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()  # each thread's open blocks, innermost last
 
     def add(self, key: str, seconds: float) -> None:
         with self._lock:
             self._seconds[key] = self._seconds.get(key, 0.0) + seconds
 
     @contextlib.contextmanager
-    def time(self, key: str) -> Iterator[None]:
-        start = time.perf_counter()
+    def time(self, key: str, own: bool = False) -> Iterator[None]:
+        stack: list[_Clock] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        outer = stack[-1] if stack else None
+        if outer is not None:
+            outer.pause()
+        clock = _Clock(own)
+        stack.append(clock)
         try:
             yield
         finally:
-            self.add(key, time.perf_counter() - start)
+            stack.pop()
+            self.add(key, clock.stop())
+            if outer is not None:
+                outer.resume()
 
     def get(self, key: str) -> float:
         with self._lock:
             return self._seconds.get(key, 0.0)
 
-    def total(self, prefix: str) -> float:
-        with self._lock:
-            return sum(v for k, v in self._seconds.items() if k.startswith(prefix))
-
     def as_dict(self) -> dict[str, float]:
         with self._lock:
             return dict(self._seconds)
+
+    def merge_slowest(self, other: dict[str, float]) -> None:
+        """Take each of ``other``'s figures that is larger than this one's (another rank's, say)."""
+        with self._lock:
+            for key, value in other.items():
+                if value > self._seconds.get(key, 0.0):
+                    self._seconds[key] = value
+
+
+class _Clock:
+    """One timed block's clock, running from creation; an ``own`` clock pauses while a block inside it runs."""
+
+    def __init__(self, own: bool) -> None:
+        self.own = own
+        self.seconds = 0.0
+        self._since: float | None = time.perf_counter()
+
+    def pause(self) -> None:
+        if self.own and self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def stop(self) -> float:
+        """The block's seconds, once it has ended."""
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+        return self.seconds
 
 
 def _is_cuda(device: Any) -> bool:
