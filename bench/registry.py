@@ -106,10 +106,10 @@ def exception_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
 
 
-def check_description(entry: Entry, description: Any) -> dict[str, Any]:
-    """``description`` (what the generator built by ``entry`` returned from ``describe()``) if it is a dict with
-    every key of :data:`DESCRIPTION_KEYS` and a known ``weights``; else a one-line error naming the plug-in."""
-    where = f"{entry.kind} {entry.name!r} of plug-in {entry.label()}"
+def check_description(where: str, description: Any) -> dict[str, Any]:
+    """``description`` (what a generator returned from ``describe()``) if it is a dict with every key of
+    :data:`DESCRIPTION_KEYS` and a known ``weights``; else a one-line error naming ``where`` it came from (the
+    plug-in for a registered generator)."""
     if not isinstance(description, dict):
         raise BenchError(f"{where}: describe() returned a {type(description).__name__}, not a dict; fix or "
                          "uninstall that plug-in")
@@ -125,7 +125,7 @@ def check_description(entry: Entry, description: Any) -> dict[str, Any]:
 
 def _checked_describe(describe: Callable[[], Any], entry: Entry) -> Callable[[], dict[str, Any]]:
     def checked() -> dict[str, Any]:
-        return check_description(entry, describe())
+        return check_description(f"{entry.kind} {entry.name!r} of plug-in {entry.label()}", describe())
 
     checked.__doc__ = describe.__doc__
     return checked

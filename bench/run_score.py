@@ -76,7 +76,7 @@ def build_results(run: Run, plan: RunPlan, gathered: Gathered, scores: Scores, t
     config = plan.config
     flag_trained_on(scores.info, run.metrics, config["generator"])
     flags = [gathered.rows[it.index].get("flag") for it in run.items]
-    gen_weights = config["generator"].get("weights", "pretrained")
+    gen_weights = config["generator"]["weights"]
     reasons = comparability(gen_weights, scores.info, run.suite, run.req.limit, run.req.metric_args)
     images = {"total": len(flags), "generated_this_run": gathered.generated, "resumed": plan.resumed,
               **flag_summary([it.index for it in run.items], flags), "saved": run.req.save_images}

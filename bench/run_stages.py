@@ -35,6 +35,7 @@ from bench.errors import BenchError
 from bench.external import ExternalImages, read_chunks
 from bench.feature_files import GeneratedFeatures
 from bench.images import to_uint8_and_flags
+from bench.registry import check_description
 from bench.run_features import chunks, default_workers
 from bench.sink import Sink
 from bench.timing import StageTimer, Timings
@@ -111,7 +112,8 @@ def open_run(run: Run, timings: Timings) -> tuple[dict[str, Any], bool]:
     # weights, a typo in a path) leaves nothing that would refuse the corrected command.
     with timings.time("load"):
         run.session.load(run.generator, run.session.dtype(run.req.dtype))
-    config["generator"] = run.generator.describe()
+    # checked here too: a generator handed straight to the Python API was not built by the registry
+    config["generator"] = check_description(f"generator {type(run.generator).__name__}", run.generator.describe())
     config["prompts_truncated"] = run.truncated()
     with timings.time("orchestration/open"):
         error, resumed = None, False

@@ -99,12 +99,7 @@ class Run:
         metrics = []
         for entry in entries:
             opts = {**self.suite.metric_options().get(entry.name, {}), **req.metric_args.get(entry.name, {})}
-            metric = entry.build(**opts)
-            if not isinstance(metric, Metric):
-                raise BenchError(f"metric {entry.name!r} of plug-in {entry.plugin!r} is not a bench Metric; fix or "
-                                 "uninstall that plug-in")
-            metric.name = entry.name  # the registered name keys its results
-            metrics.append(metric)
+            metrics.append(entry.build(**opts))  # a Metric named as registered (the registry checks both)
         return metrics
 
     def _networks(self) -> list[Network]:
