@@ -38,6 +38,8 @@ def register_suites(register):
     """Register evaluation suites: ``register(name, target, **info)``.
 
     ``target`` builds a :class:`bench.suites.base.Suite` when called with the suite's keyword arguments.
+    ``cli_aliases={"data_root": {"metavar": "DIR", "help": "..."}}`` gives suite options command-line flags of
+    their own (``--data-root DIR`` is ``--suite-args data_root=DIR``; see :func:`bench.run_options.suite_aliases`).
     """
 
 

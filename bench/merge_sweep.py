@@ -16,12 +16,13 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
 from bench.merge_sweep_record import CONVENTION, SWEEP_FILE, SweepPoint, SweepRecord, load_sweep
+from bench.run_options import RunOptions, evaluate_kwargs, option, suite_field
 
 if TYPE_CHECKING:
     from bench.merged_generator import Source
@@ -88,27 +89,41 @@ def safe_name(text: str) -> str:
     return "sweep" if set(name) <= {"."} else name
 
 
-@dataclass
-class SweepRequest:
-    """What ``python -m bench sweep-merge`` takes."""
+def parse_sweep_metrics(text: str) -> list[str]:
+    """``--metrics`` of a sweep: at least one metric (``none`` is refused: a sweep compares scores)."""
+    metrics = [m.strip() for m in text.split(",") if m.strip()]
+    if not metrics or metrics == ["none"]:
+        raise BenchError("--metrics must name at least one metric: a sweep compares scores")
+    return metrics
 
-    a: str
-    b: str
-    suite: str
-    lambdas: list[float]
-    components: str = "check"
-    suite_args: dict[str, Any] = field(default_factory=dict)
-    metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    metrics: Sequence[str] | None = None
-    out: str = "sweeps"
-    sweep_name: str | None = None
-    limit: int | None = None
-    batch_size: int = 8
-    seed: int = 0
-    dtype: str = "fp32"
-    overwrite: bool = False
-    save_images: bool = True
-    workers: int | None = None
+
+@dataclass(kw_only=True)
+class SweepRequest(RunOptions):
+    """What ``python -m bench sweep-merge`` takes: the two sources, the suite, the grid and how A and B's other
+    components are treated, the sweep directory, and the :class:`~bench.run_options.RunOptions` of every point."""
+
+    a: str = option("--a", "model A (lambda = 1): a method with its method args, e.g. sbv2:weights=runs/a, or a "
+                    "student directory (an export or its lora/ adapter)", required=True, metavar="NAME[:K=V,...]")
+    b: str = option("--b", "model B (lambda = 0), like --a", required=True, metavar="NAME[:K=V,...]")
+    suite: str = suite_field()
+    lambdas: list[float] = option(
+        "--lambdas", f"weights of A: start:stop:step (stop included) or a comma list (default: {DEFAULT_LAMBDAS})",
+        default_factory=lambda: parse_lambdas(None), metavar="START:STOP:STEP|A,B,...", parse=parse_lambdas)
+    components: str = option(
+        "--components", "text encoder, VAE, tokenizer and scheduler: check they are equal in A and B (default), "
+        "take A's or B's, or merge (interpolate text encoder and VAE too)", default="check",
+        choices=("check", "a", "b", "merge"))
+    sweep_name: str | None = option("--sweep-name", "sweep directory name (default: <suite>-<a>-vs-<b>)",
+                                    default=None)
+    metrics: Sequence[str] | None = option("--metrics", "metrics to compute (default: the suite's)", default=None,
+                                           metavar="A,B", parse=parse_sweep_metrics)
+    out: str = option("--out", "folder that holds sweep directories (default: sweeps/)", default="sweeps")
+    overwrite: bool = option("--overwrite", "replace a different sweep in the sweep directory, or an existing "
+                             "--merged-dir", default=False, action="store_true")
+
+    def point_options(self, lam: float, path: Path) -> dict[str, Any]:
+        """The :meth:`~bench.session.Session.evaluate` keywords of the point at ``lam`` (in sweep dir ``path``)."""
+        return {**evaluate_kwargs(self, RunOptions), "out": str(path), "run_name": point_name(lam)}
 
     def sweep_dir(self) -> Path:
         return Path(self.out) / safe_name(self.sweep_name or f"{self.suite}-{self.a}-vs-{self.b}")
@@ -327,10 +342,8 @@ def _evaluate_points(req: SweepRequest, session: Session, path: Path, identity: 
     done: dict[float, Results | None] = {}
     for lam in req.lambdas:
         merged = MergedGenerator(a, b, lam, components)
-        options = dict(suite_args=req.suite_args, metrics=req.metrics, metric_args=req.metric_args, out=str(path),
-                       run_name=point_name(lam), limit=req.limit, batch_size=req.batch_size, seed=req.seed,
-                       dtype=req.dtype, overwrite=req.overwrite, save_images=req.save_images, workers=req.workers)
-        done[lam] = session.evaluate(merged, req.suite, **options)  # resumes: finished images are kept
+        # resumes: finished images are kept
+        done[lam] = session.evaluate(merged, req.suite, **req.point_options(lam, path))
         if dist.is_main:
             write_outputs(path, build_record(identity, req.lambdas, done), plots=False)
     if not dist.is_main:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,14 +82,19 @@ def _at_least(minimum: float) -> str:
     return f"at least {_num(minimum)}"
 
 
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """``did you mean a, b?`` naming the closest of ``known`` to ``key``, else ``accepted: ...`` (all of them)."""
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    return f"did you mean {', '.join(close)}?" if close else f"accepted: {', '.join(sorted(known)) or 'none'}"
+
+
 def resolve_options(kind: str, owner: str, spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
     """Check ``given`` against ``spec``; return every option with defaults filled in and values converted."""
     unknown = [k for k in given if k not in spec]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(key, list(spec), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"accepted: {', '.join(sorted(spec)) or 'none'}"
-        raise BenchError(f"{kind} {owner!r} has no option {key!r}: {hint}")
+        raise BenchError(f"{kind} {owner!r} has no option {key!r}: {did_you_mean(key, spec)}")
     out: dict[str, Any] = {}
     for key, opt in spec.items():
         value = _convert(f"{kind} {owner!r}" if owner else kind, key, given.get(key, opt.default), opt)

@@ -6,17 +6,24 @@ Light on imports, so commands that only validate (``reproduce --dry-run``, ``swe
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.options import parse_kv
+from bench.run_options import (
+    ALIAS,
+    DEFAULT_BATCH_SIZE,
+    RunOptions,
+    flags_of,
+    option,
+    suite_aliases,
+    suite_field,
+)
 
 #: What ``--run-name`` may be: a name, never a path (no separators, not "." or "..").
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
-#: ``--batch-size`` when none is given.
-DEFAULT_BATCH_SIZE = 8
 
 
 def check_batch_against_limit(batch_size: int, limit: int, total: int) -> None:
@@ -30,29 +37,21 @@ def check_batch_against_limit(batch_size: int, limit: int, total: int) -> None:
                          f"--batch-size {max(limit, DEFAULT_BATCH_SIZE)} or less, or a larger --limit")
 
 
-@dataclass
-class RunRequest:
-    """Everything ``bench run`` takes; see ``python -m bench run --help``."""
+@dataclass(kw_only=True)
+class RunRequest(RunOptions):
+    """Everything ``bench run`` takes (see ``python -m bench run --help``): the generator, the suite, the run
+    directory's name and the :class:`~bench.run_options.RunOptions`."""
 
-    method: str
-    suite: str
-    method_args: dict[str, Any] = field(default_factory=dict)
-    suite_args: dict[str, Any] = field(default_factory=dict)
-    metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    out: str = "runs"
-    run_name: str | None = None
-    limit: int | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "fp32"
-    metrics: Sequence[str] | None = None
-    overwrite: bool = False
-    save_images: bool = True
-    workers: int | None = None
-    #: Bootstrap replicates of every metric's 95% interval (0: none) and the seed of their draws.
-    bootstrap: int = 200
-    bootstrap_seed: int = 0
+    method: str = option("--method", "generator name (see `bench list methods`)", required=True, api=False)
+    suite: str = suite_field()
+    method_args: dict[str, Any] = option(
+        "--method-args", "options of the method, e.g. guidance=4.5", default_factory=dict, metavar="K=V,...",
+        parse=parse_kv)
+    run_name: str | None = option("--run-name", "run directory name (default: <suite>-<method>)", default=None)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.method_args = dict(self.method_args or {})
 
     def run_dir(self) -> Path:
         if self.run_name is not None and not RUN_NAME.fullmatch(self.run_name):
@@ -67,3 +66,18 @@ def check_run_sizes(batch_size: int | None, limit: int | None, workers: int | No
     for flag, value in (("--batch-size", batch_size), ("--limit", limit), ("--workers", workers)):
         if value is not None and value < 1:
             raise BenchError(f"{flag} must be at least 1, got {value}")
+
+
+#: The options ``bench reproduce`` passes on, unchanged, to each run it plans, in this order (the suites' aliases
+#: after ``limit``); with ``suite_args`` (the plan adds the profile) and ``save_images``, the run options it takes.
+PASSED_ON = ("device", "dtype", "batch_size", "seed", "limit", "workers", "metrics", "metric_args")
+
+
+def passed_on_flags() -> dict[str, str]:
+    """Attribute name (``suite.<option>`` for a suite's alias) -> flag of :data:`PASSED_ON` and the suites'
+    aliases, from their declarations."""
+    flags = flags_of(RunRequest)
+    ordered = [(name, flags[name].flag) for name in PASSED_ON]
+    aliases = [(ALIAS + name, alias["flag"]) for name, alias in suite_aliases().items()]
+    at = PASSED_ON.index("limit") + 1
+    return dict(ordered[:at] + aliases + ordered[at:])

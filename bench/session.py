@@ -19,11 +19,13 @@ in a launched multi-process job, call :func:`bench.distributed.init` first and p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bench.distributed import Distributed
 from bench.errors import BenchError
+from bench.run_options import check_evaluate_options, options_doc
+from bench.run_request import RunRequest
 
 if TYPE_CHECKING:
     from bench.generator import Generator
@@ -88,29 +90,26 @@ class Session:
         generator.load(self.device, dtype)
         self._loaded[id(generator)] = (generator, dtype)
 
-    def evaluate(self, generator: Generator | str, suite: Suite | str, *, method_args: Mapping[str, Any] | None = None,
-                 suite_args: Mapping[str, Any] | None = None, metrics: Sequence[str] | None = None,
-                 metric_args: Mapping[str, Mapping[str, Any]] | None = None, out: str = "runs",
-                 run_name: str | None = None, limit: int | None = None, batch_size: int = 8, seed: int = 0,
-                 dtype: str = "fp32", overwrite: bool = False, save_images: bool = True,
-                 workers: int | None = None, bootstrap: int = 200, bootstrap_seed: int = 0) -> Results | None:
+    def evaluate(self, generator: Generator | str, suite: Suite | str, **options: Any) -> Results | None:
         """Generate ``suite``'s images with ``generator`` and score them; the run's :class:`~bench.results.Results`
         (None on ranks other than the main one of a multi-process job).
 
         ``generator``: a method name (built with ``method_args``) or a built :class:`~bench.generator.Generator`;
-        ``suite``: a suite name (built with ``suite_args``) or a built :class:`~bench.suites.base.Suite`. The
-        other arguments are those of ``python -m bench run``. The run directory is resumable like the CLI's.
+        ``suite``: a suite name (built with ``suite_args``) or a built :class:`~bench.suites.base.Suite`.
+        ``options``: those of ``python -m bench run`` (:class:`~bench.run_request.RunRequest`) but the device,
+        which is the session's; an unknown one is a one-line error naming the closest. The run directory is
+        resumable like the CLI's.
         """
         from bench.generator import Generator
-        from bench.run_request import RunRequest
         from bench.runner import Run
         from bench.suites.base import Suite
 
+        check_evaluate_options(RunRequest, options)
         gen_obj = generator if isinstance(generator, Generator) else None
         suite_obj = suite if isinstance(suite, Suite) else None
-        if gen_obj is not None and method_args:
+        if gen_obj is not None and options.get("method_args"):
             raise BenchError("method_args apply to a method name; a built generator already has its options")
-        if suite_obj is not None and suite_args:
+        if suite_obj is not None and options.get("suite_args"):
             raise BenchError("suite_args apply to a suite name; a built suite already has its options")
         if gen_obj is None and not isinstance(generator, str):
             raise BenchError(f"generator must be a method name or a bench Generator, not {type(generator).__name__}")
@@ -118,13 +117,12 @@ class Session:
             raise BenchError(f"suite must be a suite name or a bench Suite, not {type(suite).__name__}")
         request = RunRequest(
             method=(gen_obj.name or type(gen_obj).__name__.lower()) if gen_obj is not None else str(generator),
-            suite=suite_obj.name if suite_obj is not None else str(suite),
-            method_args=dict(method_args or {}), suite_args=dict(suite_args or {}),
-            metric_args={k: dict(v) for k, v in (metric_args or {}).items()}, out=str(out), run_name=run_name,
-            limit=limit, batch_size=batch_size, seed=seed, device=self.device_name, dtype=dtype,
-            metrics=metrics, overwrite=overwrite, save_images=save_images, workers=workers, bootstrap=bootstrap,
-            bootstrap_seed=bootstrap_seed)
+            suite=suite_obj.name if suite_obj is not None else str(suite), device=self.device_name, **options)
         return Run(request, self, generator=gen_obj, suite=suite_obj).execute()
+
+
+if Session.evaluate.__doc__:  # the keywords, from their declarations (python -OO drops docstrings)
+    Session.evaluate.__doc__ += "\n        Options:\n\n" + options_doc(RunRequest) + "\n"
 
 
 def evaluate(generator: Generator | str, suite: Suite | str, *, device: str = "auto",

@@ -6,11 +6,13 @@ import argparse
 from typing import Any
 
 from bench.commands.base import function_command
-from bench.devices import DTYPES
 from bench.errors import BenchError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from bench.run_options import add_option_flags, add_suite_aliases
+    from bench.run_request import PASSED_ON, RunRequest
+
     p.add_argument("table", nargs="?", help="table1 ... table9, swiftbrush-v1, swiftbrush-v1-cost, field (see --list)")
     p.add_argument("--list", action="store_true", help="list the tables and the model ids that --map accepts")
     p.add_argument("--dry-run", action="store_true", help="print the exact commands, run nothing")
@@ -20,21 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jdb", default=None, metavar="FILE", help="JourneyDB prompts for training commands")
     p.add_argument("--laion", default=None, metavar="FILE", help="LAION prompts for training commands")
     p.add_argument("--pairs", default=None, metavar="FILE", help="real image-text pairs (image regularisation)")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--dtype", default=None, choices=list(DTYPES), help="generator precision (default: bench run's)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per generator call")
-    p.add_argument("--seed", type=int, default=None, help="noise seed")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts (not comparable)")
-    p.add_argument("--data-root", default=None, metavar="DIR", help="the suites' data (COCO root)")
-    p.add_argument("--prompts", default=None, metavar="PATH", help="replace the suite's prompts")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="image encoding threads")
-    p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's)")
-    p.add_argument("--metric-args", default=None, metavar="METRIC.K=V,...", help="options of metrics")
-    p.add_argument("--suite-args", default=None, metavar="K=V,...", help="options of the suites (e.g. data_root=)")
+    add_option_flags(p, RunRequest, names=(*PASSED_ON, "suite_args"), passthrough=True)
     p.add_argument("--profile", default=None, metavar="NAME",
                    help="protocol profile of every run (default: the one the table's numbers were measured under; "
                         "another one makes the runs not comparable to the table)")
-    p.add_argument("--no-save-images", dest="save_images", action="store_false", help="keep only features")
+    add_option_flags(p, RunRequest, names=("save_images",), passthrough=True)
+    add_suite_aliases(p)
 
 
 def _list() -> int:
@@ -50,19 +43,11 @@ def _list() -> int:
 def _evaluate(session: Any, argv: list[str]) -> None:
     """One ``bench run`` step in the shared session, its arguments parsed by the CLI's own parser."""
     from bench.cli import build_parser
-    from bench.commands.run_cmd import parse_metric_args
-    from bench.options import parse_kv
+    from bench.run_options import evaluate_kwargs, from_namespace
+    from bench.run_request import RunRequest
 
-    a = build_parser().parse_args(argv)
-    suite_args = parse_kv(a.suite_args, "--suite-args")
-    suite_args.update({k: v for k, v in (("data_root", a.data_root), ("prompts", a.prompts)) if v is not None})
-    metrics = None if a.metrics is None else [m.strip() for m in a.metrics.split(",") if m.strip()]
-    if metrics == ["none"]:
-        metrics = []
-    session.evaluate(a.method, a.suite, method_args=parse_kv(a.method_args), suite_args=suite_args, metrics=metrics,
-                     metric_args=parse_metric_args(a.metric_args), out=a.out, run_name=a.run_name, limit=a.limit,
-                     batch_size=a.batch_size, seed=a.seed, dtype=a.dtype, save_images=a.save_images,
-                     workers=a.workers)
+    request = from_namespace(RunRequest, build_parser().parse_args(argv))
+    session.evaluate(request.method, request.suite, **evaluate_kwargs(request))
 
 
 def _finished(step: Any, limit: int | None) -> bool:

@@ -13,20 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from bench.commands.base import function_command
-from bench.commands.run_cmd import parse_metric_args, time_budget
+from bench.commands.run_cmd import time_budget
 from bench.errors import BenchError
+from bench.run_options import parse_metric_args
+
+#: The ``bench run`` options that ``bench score`` takes as they are.
+SHARED = ("metric_args", "out", "run_name", "batch_size", "device", "workers", "bootstrap", "bootstrap_seed",
+          "overwrite")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from bench.profiles import AS_GIVEN, SCORE_PROFILES
+    from bench.run_options import add_option_flags
+    from bench.run_request import RunRequest
 
     p.add_argument("a", metavar="A", help="first image set: folder, .zip/.tar, or .npz batch (arr_0)")
     p.add_argument("b", metavar="B", help="second image set (the reference), or reference statistics .npz (mu, "
                                           "sigma: clean-fid's custom statistics or --export-stats output)")
     p.add_argument("--metrics", default=None, metavar="A,B",
                    help="fid (default), kid, precision_recall, density_coverage, fd_dinov2, cmmd, inception_score")
-    p.add_argument("--metric-args", default="", metavar="METRIC.K=V,...",
-                   help="options of metrics, e.g. fid.weights=random")
     p.add_argument("--profile", default=AS_GIVEN, choices=list(SCORE_PROFILES),
                    help=f"{AS_GIVEN} (default): images as given, as clean-fid's compute_fid; a protocol profile: its "
                         "crop + 256 px transform and metric options")
@@ -34,14 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write B's FID statistics (mu, sigma, provenance; clean-fid reads them as custom stats)")
     p.add_argument("--export-batch", default=None, metavar="FILE.npz",
                    help="also write B's images, through the profile's transform, as an ADM evaluator reference batch")
-    p.add_argument("--out", default="runs", help="folder of run directories (default: runs/)")
-    p.add_argument("--run-name", default=None, help="run directory name (default: score-<A>-vs-<B>[-<profile>])")
-    p.add_argument("--batch-size", type=int, default=8, help="images per feature chunk (default: 8)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="threads for reading and resizing images")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap replicates (0: none)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the bootstrap draws")
-    p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in the run dir")
+    add_option_flags(p, RunRequest, names=SHARED, help={
+        "run_name": "run directory name (default: score-<A>-vs-<B>[-<profile>])",
+        "batch_size": "images per feature chunk (default: 8)",
+        "workers": "threads for reading and resizing images"})
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
 
 
@@ -69,7 +70,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]
     from bench.image_sources import open_source
     from bench.suites.pair import PAIR_METRICS
 
-    metric_args: dict[str, dict[str, Any]] = parse_metric_args(args.metric_args)
+    metric_args: dict[str, dict[str, Any]] = parse_metric_args(args.metric_args or "")
     metrics = [m.strip() for m in (args.metrics or "").split(",") if m.strip()]
     if is_stats_file(args.b):
         if any(m not in ("fid", "fid_stats") for m in metrics):
@@ -93,6 +94,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]
 def run(args: argparse.Namespace) -> int:
     from bench.profiles import AS_GIVEN
     from bench.report import results_table
+    from bench.run_options import from_namespace
     from bench.run_request import RunRequest
     from bench.runner import Run
     from bench.session import Session
@@ -105,11 +107,9 @@ def run(args: argparse.Namespace) -> int:
     suite = FolderPairSuite(reference, count=len(images.source.names), profile=args.profile,
                             reference_sha256=ref_sha)
     name = f"score-{_slug(args.a)}-vs-{_slug(args.b)}" + ("" if args.profile == AS_GIVEN else f"-{args.profile}")
-    request = RunRequest(method="images", suite=suite.name, method_args=method_args, metric_args=metric_args,
-                         out=args.out, run_name=args.run_name or name,
-                         batch_size=args.batch_size, device=args.device, metrics=metrics, overwrite=args.overwrite,
-                         save_images=False, workers=args.workers, bootstrap=args.bootstrap,
-                         bootstrap_seed=args.bootstrap_seed)
+    request = from_namespace(RunRequest, args, method="images", suite=suite.name, method_args=method_args,
+                             metric_args=metric_args, metrics=metrics, run_name=args.run_name or name,
+                             save_images=False)
     session = Session(args.device)
     score = Run(request, session, generator=images, suite=suite)
     results = score.execute()

@@ -7,9 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from bench.commands.base import function_command
-from bench.devices import DTYPES
 from bench.errors import BenchError
-from bench.options import parse_kv
 
 if TYPE_CHECKING:
     from bench.merge_sweep import SweepRequest
@@ -17,31 +15,10 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--a", required=True, metavar="NAME[:K=V,...]",
-                   help="model A (lambda = 1): a method with its method args, e.g. sbv2:weights=runs/a, or a "
-                        "student directory (an export or its lora/ adapter)")
-    p.add_argument("--b", required=True, metavar="NAME[:K=V,...]", help="model B (lambda = 0), like --a")
-    p.add_argument("--suite", required=True, help="suite name (see `bench list suites`)")
-    p.add_argument("--lambdas", default=None, metavar="START:STOP:STEP|A,B,...",
-                   help="weights of A: start:stop:step (stop included) or a comma list (default: 0:1:0.1)")
-    p.add_argument("--components", default="check", choices=("check", "a", "b", "merge"),
-                   help="text encoder, VAE, tokenizer and scheduler: check they are equal in A and B (default), "
-                        "take A's or B's, or merge (interpolate text encoder and VAE too)")
-    p.add_argument("--suite-args", default="", metavar="K=V,...", help="options of the suite")
-    p.add_argument("--metric-args", default="", metavar="METRIC.K=V,...", help="options of metrics")
-    p.add_argument("--metrics", default=None, metavar="A,B", help="metrics to compute (default: the suite's)")
-    p.add_argument("--data-root", default=None, metavar="DIR", help="where the suite's data lives")
-    p.add_argument("--prompts", default=None, metavar="PATH", help="replace the suite's prompts")
-    p.add_argument("--out", default="sweeps", help="folder that holds sweep directories (default: sweeps/)")
-    p.add_argument("--sweep-name", default=None, help="sweep directory name (default: <suite>-<a>-vs-<b>)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts")
-    p.add_argument("--batch-size", type=int, default=8, help="images per generator call (default: 8)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (the same noise at every lambda)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="generator precision (default: fp32)")
-    p.add_argument("--no-save-images", dest="save_images", action="store_false",
-                   help="keep only the metrics' features of the images")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="threads for encoding and resizing")
+    from bench.merge_sweep import SweepRequest
+    from bench.run_options import add_option_flags, add_suite_aliases
+
+    add_option_flags(p, SweepRequest)
     p.add_argument("--compare", default=None, metavar="SWEEP_DIR",
                    help="draw another sweep's curves on the same axes (e.g. Fig. 7a against 7b)")
     p.add_argument("--save-merged", type=float, default=None, metavar="LAMBDA",
@@ -49,42 +26,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--merged-dir")
     p.add_argument("--merged-dir", default=None, metavar="DIR",
                    help="where --save-merged writes (default: <sweep>/merged-lambda-<x>)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a different sweep in the sweep directory, or an existing --merged-dir")
     p.add_argument("--json", action="store_true", help="print sweep.json instead of the table")
+    add_suite_aliases(p)
 
 
 def sweep_request(args: argparse.Namespace) -> tuple[SweepRequest, list[SweepRecord]]:
     """The :class:`bench.merge_sweep.SweepRequest` of the command line, and the records of ``--compare``."""
-    from bench.commands.run_cmd import parse_metric_args
-    from bench.merge_sweep import SweepRequest, parse_lambdas
+    from bench.merge_sweep import SweepRequest
     from bench.merge_sweep_record import load_sweep
+    from bench.run_options import from_namespace
 
-    metrics = None
-    if args.metrics is not None:
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-        if not metrics or metrics == ["none"]:
-            raise BenchError("--metrics must name at least one metric: a sweep compares scores")
-    suite_args: dict[str, str] = parse_kv(args.suite_args, "--suite-args")
-    for flag in ("data_root", "prompts"):
-        value = getattr(args, flag)
-        if value is not None:
-            if flag in suite_args and suite_args[flag] != value:
-                raise BenchError(f"--{flag.replace('_', '-')} and --suite-args {flag}= disagree; give one of them")
-            suite_args[flag] = value
+    request = from_namespace(SweepRequest, args)
     if args.save_merged is not None and not math.isfinite(args.save_merged):
         raise BenchError(f"--save-merged must be a finite number, got {args.save_merged}")
-    if args.limit is not None and args.limit >= 1 and args.batch_size >= 1:  # before the sources load
+    if request.limit is not None and request.limit >= 1 and request.batch_size >= 1:  # before the sources load
         from bench.run_request import check_batch_against_limit
 
-        check_batch_against_limit(args.batch_size, args.limit, args.limit * args.batch_size)
+        check_batch_against_limit(request.batch_size, request.limit, request.limit * request.batch_size)
     compare = [load_sweep(args.compare)] if args.compare else []
-    request = SweepRequest(a=args.a, b=args.b, suite=args.suite, lambdas=parse_lambdas(args.lambdas),
-                           components=args.components, suite_args=suite_args,
-                           metric_args=parse_metric_args(args.metric_args), metrics=metrics, out=args.out,
-                           sweep_name=args.sweep_name, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
-                           dtype=args.dtype, overwrite=args.overwrite, save_images=args.save_images,
-                           workers=args.workers)
     return request, compare
 
 

@@ -20,11 +20,7 @@ from typing import Any
 
 from bench.report.data import Model, Paper, Table
 from bench.report.match import LATENCY_MEASURES
-
-#: ``bench run`` options passed through unchanged (attribute name -> flag).
-RUN_OPTIONS = {"device": "--device", "dtype": "--dtype", "batch_size": "--batch-size", "seed": "--seed",
-               "limit": "--limit", "data_root": "--data-root", "prompts": "--prompts", "workers": "--workers",
-               "metrics": "--metrics", "metric_args": "--metric-args"}
+from bench.run_request import passed_on_flags
 
 
 @dataclass
@@ -132,14 +128,15 @@ def _latency_step(model: Model, models_dir: str, out: str, options: Mapping[str,
 
 
 def plan(paper: Paper, table_id: str, options: Mapping[str, Any]) -> Plan:
-    """The steps of ``table_id``. ``options``: out, report, models, jdb, laion, pairs and the RUN_OPTIONS."""
+    """The steps of ``table_id``. ``options``: out, report, models, jdb, laion, pairs and the options of
+    :data:`bench.run_request.PASSED_ON`."""
     table = paper.table(table_id)
     out, models_dir = str(options.get("out") or "runs"), str(options.get("models") or "models")
     paths = {"models": models_dir, "jdb": options.get("jdb") or "prompts/journeydb.jsonl",
              "laion": options.get("laion") or "prompts/laion.csv", "pairs": options.get("pairs") or "data/pairs.jsonl"}
     passthrough = []
     suite_args = _suite_args(options, paper.protocol_of(table).get("profile"))
-    for attr, flag in RUN_OPTIONS.items():
+    for attr, flag in passed_on_flags().items():
         if options.get(attr) is not None:
             passthrough += [flag, str(options[attr])]
     if options.get("save_images") is False:
