@@ -28,6 +28,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from bench.errors import BenchError
+from bench.model_card import (  # noqa: F401 - write_model_card re-exported
+    CARD_NAME,
+    card_base_seed,
+    read_model_card,
+    write_model_card,
+)
 from bench.options import Option
 from methods.components import Components
 from methods.loading import (
@@ -38,12 +44,6 @@ from methods.loading import (
     fetch,
     on_base,
     with_tiny_decoder,
-)
-from methods.model_card import (  # noqa: F401 - write_model_card re-exported
-    CARD_NAME,
-    card_base_seed,
-    read_model_card,
-    write_model_card,
 )
 from methods.sd_onestep import SDOneStepGenerator
 from methods.student import BIN_FILES, STUDENT_FILES, SUBFOLDERS, load_student_unet, student_subfolder

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from methods.model_card import RECIPE_FIELDS, write_model_card
+from bench.model_card import RECIPE_FIELDS, write_model_card
 from training.checkpoint import follow_umask
 from training.checkpoint import save_tensors as _save_tensors
 from training.config import TrainConfig, resolved_alpha_T

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from methods.model_card import read_model_card, write_model_card
+from bench.model_card import read_model_card, write_model_card
 from training.export import (
     LORA_CONFIG,
     LORA_DIR,

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.hub_errors import offline
-from methods.model_card import read_model_card
+from bench.model_card import read_model_card
 from training.config import LORA_TARGETS, STUDENT_INITS, TrainConfig
 
 #: Teachers built from code with seeded weights (no download): toy size, and SD 2.1-base size (benchmarks).
