@@ -91,7 +91,8 @@ def save_unet(unet_config: dict[str, Any], state: dict[str, Any], output_dir: st
 
 
 def load_lora_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fuse an adapter directory written by training (``training.export.save_lora_dir``): (UNet config, fp32 state dict)."""
+    """Fuse an adapter directory written by training (``training.export.save_lora_dir``) into its rebuilt base:
+    (UNet config, fp32 state dict)."""
     from safetensors.torch import load_file
 
     d = Path(directory)
