@@ -117,6 +117,25 @@ class Generator(ABC):
         if values:
             raise BenchError(f"method {self.name!r} has no merge constants ({', '.join(values)})")
 
+    # -- student directories, for merging (classmethods: the registry's class, before anything is built) -------
+    @classmethod
+    def merge_adapter(cls, args: dict[str, str]) -> tuple[dict[str, str], Path] | None:
+        """When ``args`` name an adapter directory that a merge fuses into its base before interpolating (a LoRA
+        student's ``lora/``): (the args to build the generator with, the adapter directory). Default: None, the
+        args build the source as given."""
+        return None
+
+    @classmethod
+    def fused_adapter_state(cls, adapter: Path) -> dict[str, Any]:
+        """The denoiser state of the adapter directory ``adapter`` fused into its base (:meth:`merge_adapter`)."""
+        raise BenchError(f"method {cls.name!r} has no adapter directories to fuse")
+
+    @classmethod
+    def write_merged(cls, a: str, b: str, lam: float, output_dir: str, overwrite: bool = False) -> Path:
+        """Write ``lam * A + (1 - lam) * B`` of two of this method's model directories ``a`` and ``b`` as a new one
+        in ``output_dir`` (replacing a non-empty one only with ``overwrite``); return it."""
+        raise BenchError(f"method {cls.name!r} cannot write a merged model of two of its model directories")
+
     def truncated_prompts(self, prompts: Sequence[str]) -> tuple[int, int] | None:
         """(how many of ``prompts`` the text encoder cuts, its token limit), or None when the generator does not
         say. The run reports the count once and records it in config.json."""

@@ -66,3 +66,12 @@ def register_commands(register):
 
     ``target`` builds a :class:`bench.commands.base.Command` when called without arguments.
     """
+
+
+@hookspec
+def register_toy_repos(register):
+    """Register repositories of the offline toy hub (:mod:`bench.toy_hub`): ``register(repo_id, files)``.
+
+    ``files(seed)`` returns the snapshot's files (path inside the repository -> bytes): the real repository's
+    layout at toy size, with weights drawn from ``seed`` (the same seed gives the same bytes).
+    """

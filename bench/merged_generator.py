@@ -60,12 +60,13 @@ def parse_source(text: str) -> tuple[str, dict[str, str]]:
     return name, parse_kv(rest, "source")
 
 
-def _lora_dir(weights: str | None) -> Path | None:
-    """The directory when ``weights`` is a LoRA adapter written by training (no UNet config of its own)."""
-    if not weights:
-        return None
-    d = Path(weights)
-    return d if (d / "adapter_config.json").is_file() and not (d / "config.json").is_file() else None
+def method_class(method: str) -> type[Generator]:
+    """The generator class registered as ``method`` (its merge contract); the base class's defaults when the
+    method is registered as a factory function rather than a class."""
+    from bench import plugins
+
+    factory = plugins.current().methods.get(method).resolve()
+    return factory if isinstance(factory, type) and issubclass(factory, Generator) else Generator
 
 
 @dataclass
@@ -113,21 +114,17 @@ def load_source(label: str, spec: str, device: Any) -> Source:
     from bench import plugins
 
     method, args = parse_source(spec)
-    lora = _lora_dir(args.get("weights"))
-    build_args = dict(args)
-    if lora is not None:  # the adapter's own export directory provides the base networks and model card
-        if not (lora.parent / "config.json").is_file():
-            raise BenchError(f"{label}: {lora} is a LoRA adapter outside an export directory; give the export "
-                             "directory that holds it (weights=DIR)")
-        build_args["weights"] = str(lora.parent)
+    cls = method_class(method)
+    try:
+        adapter = cls.merge_adapter(args)
+    except BenchError as exc:
+        raise BenchError(f"{label}: {exc}") from None
+    build_args, lora = adapter if adapter is not None else (dict(args), None)
     weights = build_args.get("weights")
     gen = plugins.current().methods.get(method).build(**build_args)
     gen.load(torch.device(device), torch.float32)
-    if lora is not None:
-        from training.merge import load_model
-
-        _, fused, _ = load_model(lora)
-        gen.load_denoiser_state(fused)
+    if lora is not None:  # the adapter's export directory gave the base networks and card; the adapter, fused
+        gen.load_denoiser_state(cls.fused_adapter_state(lora))
     state = _copied(gen.denoiser_state())
     components = {name: _copied(part) for name, part in gen.component_states().items()}  # the host's change
     local = str(lora) if lora is not None else (weights if weights and Path(weights).is_dir() else None)

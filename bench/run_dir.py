@@ -83,6 +83,15 @@ def file_mode() -> int:
     return 0o666 & ~umask()
 
 
+def follow_umask(path: str | Path) -> None:
+    """Give ``path`` (and everything under it) the modes a plain ``open`` would: some writers force 0600."""
+    mask = umask()
+    root = Path(path)
+    for item in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        if not item.is_symlink():
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the complete new one. The file gets
     the permissions the umask gives a new file (a temporary file alone would be private to its owner)."""

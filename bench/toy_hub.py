@@ -1,7 +1,7 @@
 """An offline Hugging Face hub cache holding toy-size models under the real hub ids.
 
 Every generator repository the project loads by id (SD-Turbo, SD 2.1-base, SwiftBrush, InstaFlow, SD 1.5 for
-the paper's ``diffusers`` row, TAESD, and the one-step field of :mod:`bench.toy_hub_field`: SDXL base,
+the paper's ``diffusers`` row, TAESD, and the one-step field: SDXL base,
 SDXL-Turbo, DMD2, SDXL-Lightning, Hyper-SD, LCM-Dreamshaper, FLUX.1-schnell, PixArt-alpha and its DMD student,
 SANA-Sprint 1.6B / 0.6B), and every metric network loaded through transformers' ``from_pretrained`` (FD-DINOv2's
 backbones, CMMD's CLIP ViT-L/14-336, PickScore and its processor's tokenizer), gets a snapshot in the hub cache's
@@ -12,7 +12,10 @@ own layout::
                                    /snapshots/<commit>/...  the repository's files (links to the blobs)
 
 with the file names, sub-folders and config keys of the real repository, toy dimensions (the networks of
-:mod:`methods.components`) and seeded random weights. Nothing downstream knows it is a toy: ``snapshot_download``,
+:mod:`methods.components`) and seeded random weights. The repositories come from plug-ins, through the
+``register_toy_repos`` hook (:mod:`bench.hookspecs`): the built-in ``methods`` plug-in registers the generators'
+(:mod:`methods.toy_repos`, :mod:`methods.toy_repos_field`), ``bench.metrics`` the metric networks'
+(:mod:`bench.toy_hub_metrics`); this module writes them. Nothing downstream knows it is a toy: ``snapshot_download``,
 ``hf_hub_download``, ``try_to_load_from_cache`` and every ``from_pretrained`` read it exactly as they read a
 download, so tests (and a user who wants to try a command offline) walk the same loading code as a real run.
 
@@ -121,7 +124,7 @@ def _folder_files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _json(data: Any) -> bytes:
+def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -150,12 +153,12 @@ def clip_tokenizer_files(pad_token: str) -> dict[str, bytes]:
     return {
         "tokenizer/vocab.json": json.dumps(encoder, ensure_ascii=False).encode("utf-8"),
         "tokenizer/merges.txt": ("#version: 0.2\n" + "\n".join(merges) + "\n").encode("utf-8"),
-        "tokenizer/special_tokens_map.json": _json(special),
-        "tokenizer/tokenizer_config.json": _json(config),
+        "tokenizer/special_tokens_map.json": json_bytes(special),
+        "tokenizer/tokenizer_config.json": json_bytes(config),
     }
 
 
-def _save(module: Any) -> dict[str, bytes]:
+def saved_files(module: Any) -> dict[str, bytes]:
     """``save_pretrained`` in safetensors into a temporary folder; its files by name."""
     from transformers.utils import logging as tlogging
 
@@ -165,49 +168,11 @@ def _save(module: Any) -> dict[str, bytes]:
         return _folder_files(Path(tmp))
 
 
-def _prefixed(prefix: str, files: dict[str, bytes]) -> dict[str, bytes]:
+def prefixed(prefix: str, files: dict[str, bytes]) -> dict[str, bytes]:
     return {f"{prefix}/{k}": v for k, v in files.items()}
 
 
-def _toy_unet(seed: int, sd15: bool = False) -> Any:
-    from diffusers import UNet2DConditionModel
-
-    from methods.components import TINY_UNET_CONFIG, seeded
-
-    config = {**TINY_UNET_CONFIG, **({"use_linear_projection": False} if sd15 else {})}
-    return seeded(seed, lambda: UNet2DConditionModel(**config))
-
-
-def _toy_text_encoder(seed: int, sd15: bool = False) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from methods.components import TINY_TEXT_ENCODER_CONFIG, seeded
-
-    config = {**TINY_TEXT_ENCODER_CONFIG, "hidden_act": "quick_gelu" if sd15 else "gelu"}
-    return seeded(seed, lambda: CLIPTextModel(CLIPTextConfig(**config)))
-
-
-def _toy_vae(seed: int) -> Any:
-    from diffusers import AutoencoderKL
-
-    from methods.components import TINY_VAE_CONFIG, seeded
-
-    return seeded(seed, lambda: AutoencoderKL(**TINY_VAE_CONFIG))
-
-
-def _toy_safety_checker(seed: int) -> Any:
-    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-    from transformers import CLIPConfig
-
-    from methods.components import seeded
-
-    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
-    config = CLIPConfig(text_config=tower, vision_config={**tower, "image_size": 32, "patch_size": 8},
-                        projection_dim=32)
-    return seeded(seed, lambda: StableDiffusionSafetyChecker(config))
-
-
-def _feature_extractor_files() -> dict[str, bytes]:
+def feature_extractor_files() -> dict[str, bytes]:
     from transformers import CLIPImageProcessor
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,107 +180,44 @@ def _feature_extractor_files() -> dict[str, bytes]:
         return _folder_files(Path(tmp))
 
 
-def sd_pipeline_files(repo: str, seed: int, *, unet_seed: int, sd15: bool = False,
-                      extra_index: dict[str, Any] | None = None) -> dict[str, bytes]:
-    """A Stable Diffusion pipeline repository at toy size: model_index.json and its five component folders.
+def toy_repos() -> dict[str, Callable[[int], dict[str, bytes]]]:
+    """Repo id -> ``files(seed)`` of every repository the plug-ins register through ``register_toy_repos``, in
+    registration order (the built-in plug-ins first). A repository registered twice is a one-line error."""
+    from bench import plugins
+    from bench.errors import BenchError
 
-    Text encoder and VAE are seeded by ``seed`` (shared by the SD 2.1 family), the UNet by ``unet_seed``.
-    """
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.8.0",
-        "feature_extractor": ["transformers", "CLIPImageProcessor"] if sd15 else [None, None],
-        "requires_safety_checker": bool(sd15),
-        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"] if sd15 else [None, None],
-        "scheduler": ["diffusers", SCHEDULERS[repo]["_class_name"]],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        **(extra_index or {}),
-    }
-    files = {"model_index.json": _json(index), "scheduler/scheduler_config.json": _json(SCHEDULERS[repo])}
-    files.update(clip_tokenizer_files("<|endoftext|>" if sd15 else "!"))
-    files.update(_prefixed("text_encoder", _save(_toy_text_encoder(seed, sd15))))
-    files.update(_prefixed("vae", _save(_toy_vae(seed + 2))))
-    files.update(_prefixed("unet", _save(_toy_unet(unet_seed, sd15))))
-    if sd15:  # SD 1.x repositories ship the safety checker and its image processor (never loaded here)
-        files.update(_prefixed("safety_checker", _save(_toy_safety_checker(seed + 4))))
-        files.update(_prefixed("feature_extractor", _feature_extractor_files()))
-    return files
+    pm = plugins.current().pm
+    found: dict[str, Callable[[int], dict[str, bytes]]] = {}
+    owner: dict[str, str] = {}
+    for impl in pm.hook.register_toy_repos.get_hookimpls():
+        plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
 
+        def register(repo: str, files: Callable[[int], dict[str, bytes]], _plugin: str = plugin) -> None:
+            if repo in found:
+                raise BenchError(f"toy hub repository {repo!r} is registered by both {owner[repo]!r} and "
+                                 f"{_plugin!r}; uninstall one of them")
+            found[repo], owner[repo] = files, _plugin
 
-def taesd_files(seed: int) -> dict[str, bytes]:
-    """madebyollin/taesd: an AutoencoderTiny at the repository root (toy size: the tiny VAE's image scale)."""
-    from methods.loading import random_taesd
-
-    return _save(random_taesd(seed, "tiny"))
-
-
-#: Seed offsets of each repository's own UNet (text encoders and VAEs of the SD 2.1 family share ``seed``).
-UNET_SEEDS = {SD21_BASE: 1, SD_TURBO: 11, SWIFTBRUSH: 21, INSTAFLOW: 31, SD15: 41}
-
-
-def _builders(seed: int) -> dict[str, Callable[[], dict[str, bytes]]]:
-    from bench.toy_hub_field import (
-        dit_repo_files,
-        lcm_repo_files,
-        pixart_dmd_files,
-        sdxl_repo_files,
-        student_unet_files,
-    )
-    from bench.toy_hub_metrics import clip_model_files, dinov2_files
-
-    return {
-        SD21_BASE: lambda: sd_pipeline_files(SD21_BASE, seed, unet_seed=seed + UNET_SEEDS[SD21_BASE]),
-        SD_TURBO: lambda: sd_pipeline_files(SD_TURBO, seed, unet_seed=seed + UNET_SEEDS[SD_TURBO]),
-        SWIFTBRUSH: lambda: sd_pipeline_files(SWIFTBRUSH, seed, unet_seed=seed + UNET_SEEDS[SWIFTBRUSH]),
-        INSTAFLOW: lambda: sd_pipeline_files(INSTAFLOW, seed + 100, unet_seed=seed + UNET_SEEDS[INSTAFLOW], sd15=True,
-                                             extra_index={"_class_name": "RectifiedFlowPipeline"}),
-        SD15: lambda: sd_pipeline_files(SD15, seed + 100, unet_seed=seed + UNET_SEEDS[SD15], sd15=True),
-        TAESD: lambda: taesd_files(seed),
-        **{repo: (lambda k=k: dinov2_files(seed + 200 + k)) for k, repo in enumerate(DINOV2)},
-        CMMD_CLIP: lambda: clip_model_files(seed + 300),
-        PICKSCORE: lambda: clip_model_files(seed + 301),
-        PICKSCORE_PROCESSOR: lambda: clip_model_files(seed + 302),
-        SDXL_BASE: lambda: sdxl_repo_files(seed + 200, SDXL_BASE, seed + 201),
-        SDXL_TURBO: lambda: sdxl_repo_files(seed + 200, SDXL_TURBO, seed + 211),
-        DMD2: lambda: student_unet_files(seed + 221, DMD2),
-        SDXL_LIGHTNING: lambda: student_unet_files(seed + 231, SDXL_LIGHTNING),
-        HYPER_SD: lambda: student_unet_files(seed + 241, HYPER_SD),
-        LCM_DREAMSHAPER: lambda: lcm_repo_files(seed + 300),
-        FLUX_SCHNELL: lambda: dit_repo_files(seed + 400, FLUX_SCHNELL, "flux", "FluxPipeline"),
-        PIXART_BASE: lambda: dit_repo_files(seed + 500, PIXART_BASE, "pixart", "PixArtAlphaPipeline"),
-        PIXART_DMD: lambda: pixart_dmd_files(seed + 511),
-        SANA_SPRINT: lambda: dit_repo_files(seed + 600, SANA_SPRINT, "sana-sprint", "SanaSprintPipeline"),
-        SANA_SPRINT_SMALL: lambda: dit_repo_files(seed + 610, SANA_SPRINT_SMALL, "sana-sprint", "SanaSprintPipeline"),
-    }
-
-
-#: Every repository the toy hub holds.
-GENERATOR_REPOS: tuple[str, ...] = (SD21_BASE, SD_TURBO, SWIFTBRUSH, INSTAFLOW, SD15, TAESD, SDXL_BASE, SDXL_TURBO,
-                                    DMD2, SDXL_LIGHTNING, HYPER_SD, LCM_DREAMSHAPER, FLUX_SCHNELL, PIXART_BASE,
-                                    PIXART_DMD, SANA_SPRINT, SANA_SPRINT_SMALL)
-METRIC_REPOS: tuple[str, ...] = (*DINOV2, CMMD_CLIP, PICKSCORE, PICKSCORE_PROCESSOR)
-REPOS: tuple[str, ...] = (*GENERATOR_REPOS, *METRIC_REPOS)
+        impl.function(register=register)
+    return found
 
 
 def build(cache: str | os.PathLike[str], repos: Sequence[str] | None = None, seed: int = 0) -> dict[str, Path]:
-    """Write the toy snapshots of ``repos`` (default: all of :data:`REPOS`) into the hub cache ``cache``.
+    """Write the toy snapshots of ``repos`` (default: every one of :func:`toy_repos`) into the hub cache ``cache``.
 
     Returns repo id -> snapshot folder. Deterministic: the same seed gives the same files and commit hashes.
     """
-    builders = _builders(seed)
+    builders = toy_repos()
     unknown = [r for r in (repos or ()) if r not in builders]
     if unknown:
         from bench.errors import BenchError
 
-        raise BenchError(f"the toy hub has no {unknown[0]!r}; it holds {', '.join(REPOS)}")
+        raise BenchError(f"the toy hub has no {unknown[0]!r}; it holds {', '.join(builders)}")
     out = {}
-    for repo in repos or REPOS:
-        files = builders[repo]()
-        files[MARKER] = _json({"repo": repo, "weights": "toy-hub", "seed": seed,
-                               "note": "toy-size networks with seeded random weights, not the published model"})
+    for repo in repos or builders:
+        files = builders[repo](seed)
+        files[MARKER] = json_bytes({"repo": repo, "weights": "toy-hub", "seed": seed,
+                                    "note": "toy-size networks with seeded random weights, not the published model"})
         out[repo] = write_snapshot(Path(cache), repo, files)
     return out
 
@@ -328,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            description="Write toy-size models under the real hub ids into a Hugging Face hub cache.")
     parser.add_argument("--cache", help="hub cache folder to write into (default: $HF_HUB_CACHE)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    parser.add_argument("repos", nargs="*", help=f"repositories to write (default: all of {', '.join(REPOS)})")
+    parser.add_argument("repos", nargs="*", help="repositories to write (default: all of them)")
 
     def body() -> int:
         args = parser.parse_args(argv)

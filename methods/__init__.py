@@ -88,3 +88,13 @@ def _register_field(register) -> None:
              settings_source="https://github.com/tianweiy/DMD2 main/test_folder_sd.py")
     for name, target, recipe, variants, description in field:
         register(name, target, description=description, **recipe_info(recipe, variants=variants))
+
+
+@hookimpl
+def register_toy_repos(register):
+    """The generator repositories of the offline toy hub (:mod:`bench.toy_hub`)."""
+    from methods.toy_repos import register_sd_repos
+    from methods.toy_repos_field import register_field_repos
+
+    register_sd_repos(register)
+    register_field_repos(register)

@@ -291,14 +291,6 @@ def toy_scheduler_config(recipe: Any) -> dict[str, Any]:
     return dict(SCHEDULERS[recipe.unet_repo if recipe.student_scheduler else recipe.repo])
 
 
-def family_of(name: str) -> Family:
-    """The family called ``name`` (the transformer families live in :mod:`methods.families_dit`)."""
-    from methods.families_dit import FluxFamily, PixArtFamily, SanaSprintFamily
-
-    families = {f.name: f for f in (SDXLFamily(), LCMFamily(), FluxFamily(), PixArtFamily(), SanaSprintFamily())}
-    return families[name]
-
-
 def toy_lora_state(unet: Any, seed: int, rank: int = 4) -> dict[str, Any]:
     """A seeded random LoRA (attention projections, rank ``rank``) for ``unet``, as ``unet.*`` diffusers keys."""
     import copy

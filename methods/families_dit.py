@@ -11,7 +11,15 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from methods.families import Family, _toy_clip, _toy_vae, toy_clip_tokenizer, toy_scheduler_config
+from methods.families import (
+    Family,
+    LCMFamily,
+    SDXLFamily,
+    _toy_clip,
+    _toy_vae,
+    toy_clip_tokenizer,
+    toy_scheduler_config,
+)
 from methods.toy_tokenizers import TOY_VOCAB, toy_gemma_tokenizer, toy_t5_tokenizer
 
 #: Toy FLUX: 4 latent channels packed into 16-channel tokens; text tokens 32-d (T5), pooled text 32-d (CLIP).
@@ -189,3 +197,9 @@ class SanaSprintFamily(Family):
         embeds, mask = pipe.encode_prompt(prompts, device=device, clean_caption=False, max_sequence_length=length,
                                           complex_human_instruction=instruction)
         return {"prompt_embeds": embeds, "prompt_attention_mask": mask}
+
+
+def family_of(name: str) -> Family:
+    """The family called ``name``: SDXL and LCM (:mod:`methods.families`), FLUX, PixArt and SANA-Sprint."""
+    families = {f.name: f for f in (SDXLFamily(), LCMFamily(), FluxFamily(), PixArtFamily(), SanaSprintFamily())}
+    return families[name]

@@ -37,7 +37,7 @@ class Recipe:
 
     #: Repository of the diffusers pipeline (the base whose text encoders, VAE and scheduler config are used).
     repo: str
-    #: Model family (a name :func:`methods.families.family_of` knows).
+    #: Model family (a name :func:`methods.families_dit.family_of` knows).
     family: str
     #: Native resolution in pixels (square); 0: the pipeline's default (denoiser sample size x VAE factor).
     resolution: int
@@ -146,7 +146,7 @@ class RecipeGenerator(Generator):
     def load(self, device: Any, dtype: Any) -> None:
         import torch
 
-        from methods.families import family_of
+        from methods.families_dit import family_of
         from methods.onestep import place
 
         self.device, self.dtype = torch.device(device), dtype

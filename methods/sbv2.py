@@ -25,9 +25,16 @@ From Python::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.errors import BenchError
+from bench.model_card import (  # noqa: F401 - write_model_card re-exported
+    CARD_NAME,
+    card_base_seed,
+    read_model_card,
+    write_model_card,
+)
 from bench.options import Option
 from methods.components import Components
 from methods.loading import (
@@ -38,12 +45,6 @@ from methods.loading import (
     fetch,
     on_base,
     with_tiny_decoder,
-)
-from methods.model_card import (  # noqa: F401 - write_model_card re-exported
-    CARD_NAME,
-    card_base_seed,
-    read_model_card,
-    write_model_card,
 )
 from methods.sd_onestep import SDOneStepGenerator
 from methods.student import BIN_FILES, STUDENT_FILES, SUBFOLDERS, load_student_unet, student_subfolder
@@ -106,3 +107,31 @@ class SBv2Generator(SDOneStepGenerator):
             random=base == TINY_BASE, seed=seed,
         )
         return self.built.components
+
+    # -- student directories, for merging ----------------------------------------------------------------
+    @classmethod
+    def merge_adapter(cls, args: dict[str, str]) -> tuple[dict[str, str], Path] | None:
+        """``weights=`` a LoRA student's ``lora/`` adapter: built on the export directory that holds it (its base
+        networks and card), the adapter fused into its base as the denoiser."""
+        from methods.student_dir import lora_adapter_dir
+
+        lora = lora_adapter_dir(args.get("weights"))
+        if lora is None:
+            return None
+        if not (lora.parent / "config.json").is_file():
+            raise BenchError(f"{lora} is a LoRA adapter outside an export directory; give the export directory that "
+                             "holds it (weights=DIR)")
+        return {**args, "weights": str(lora.parent)}, lora
+
+    @classmethod
+    def fused_adapter_state(cls, adapter: Path) -> dict[str, Any]:
+        from methods.student_dir import load_model
+
+        return load_model(adapter)[1]
+
+    @classmethod
+    def write_merged(cls, a: str, b: str, lam: float, output_dir: str, overwrite: bool = False) -> Path:
+        """The merged student directory as ``python -m training merge`` writes it (:mod:`methods.student_merge`)."""
+        from methods.student_merge import merge_models
+
+        return merge_models(a, b, lam, output_dir, overwrite=overwrite)

@@ -202,8 +202,8 @@ def test_second_run_into_a_busy_run_directory_stops_with_one_line(tmp_path):
 def test_replaced_weights_under_the_same_path_are_a_different_run(tmp_path, one_thread):
     """The run's identity is the content of what it read: a student replaced under the same path is refused,
     not silently reported under the old model's numbers."""
+    from bench.model_card import write_model_card
     from methods.components import build_tiny_components
-    from methods.model_card import write_model_card
 
     student = tmp_path / "student"
     build_tiny_components(seed=3).unet.save_pretrained(student, safe_serialization=True)
@@ -266,8 +266,8 @@ def test_too_few_samples_are_refused_before_generation_and_after_it_nothing_is_l
 
 # -- identity by content: size and time games do not fool it, a rename does not change it ----------------------
 def _student(path: Path, seed: int) -> Path:
+    from bench.model_card import write_model_card
     from methods.components import build_tiny_components
-    from methods.model_card import write_model_card
 
     build_tiny_components(seed=seed).unet.save_pretrained(path, safe_serialization=True)
     write_model_card(path, base="tiny", base_seed=seed)

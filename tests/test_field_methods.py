@@ -215,7 +215,8 @@ def test_dmd2_sd15_is_the_authors_one_step_formula(exact):
 
 def test_hyper_sd_lora_equals_the_card(on_toy_hub, tmp_path):
     """variant=lora: the card's 1-step LoRA loaded and fused into SDXL base, TCDScheduler, eta=1, one step."""
-    from methods.families import family_of, toy_lora_state
+    from methods.families import toy_lora_state
+    from methods.families_dit import family_of
     from methods.sdxl import HYPER_SD_LORA_RECIPE
 
     gen = make("hyper-sd", size="tiny", variant="lora")

@@ -228,8 +228,8 @@ def test_sbv2_loads_a_student_directory_with_a_tiny_base(tmp_path):
 def test_sbv2_uses_the_x0_constant_its_card_records(tmp_path):
     """A student trained with SwiftBrush's fixed alpha_T = 0.0047 is evaluated with it; without one in the card
     the scheduler's alpha_bar_999 is used, as the SBv2 release does."""
+    from bench.model_card import write_model_card
     from methods.components import SD_SCHEDULER_CONFIG, build_tiny_components
-    from methods.model_card import write_model_card
     from methods.sbv2 import SBv2Generator
 
     build_tiny_components(seed=3).unet.save_pretrained(tmp_path, safe_serialization=True)

@@ -15,7 +15,7 @@ import pytest
 from helpers import run_cli
 
 from bench.hub_cache import repo_folder
-from bench.toy_hub import REPOS, SD_TURBO, build
+from bench.toy_hub import SD_TURBO, build, toy_repos
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
@@ -71,7 +71,7 @@ def test_each_method_loads_its_real_id(method, args, on_toy_hub, tmp_path):
     generator = results["config"]["generator"]
     assert results["weights"] == "random" and not results["comparable"]  # toy weights are never comparable
     ids = {s.get("id") for s in generator["sources"].values() if isinstance(s, dict)}
-    assert ids <= set(REPOS) | {None} and ids & set(REPOS)
+    assert ids <= set(toy_repos()) | {None} and ids & set(toy_repos())
     assert all(s.get("toy_hub") for s in generator["sources"].values() if isinstance(s, dict) and s.get("id"))
 
 

@@ -235,3 +235,26 @@ def test_a_renamed_source_with_the_same_weights_resumes_the_sweep(sweep, student
         results = json.loads((tmp_path / "ab" / point / "results.json").read_text())
         assert results["images"]["generated_this_run"] == 0, point
         assert images(tmp_path / "ab" / point) == images(sweep["dir"] / point)
+
+
+def test_merge_contract_of_the_generator_classes(tmp_path):
+    """The registry's classes decide how a source is merged: sbv2 builds a LoRA adapter on the export holding it
+    (one line when nothing holds it); a method without student directories keeps its args and cannot write a
+    merged model (one line, nothing written)."""
+    from bench.errors import BenchError
+    from bench.merged_generator import method_class
+
+    lora = tmp_path / "export" / "lora"
+    lora.mkdir(parents=True)
+    (lora / "adapter_config.json").write_text("{}")
+    sbv2, tiny = method_class("sbv2"), method_class("tiny")
+    with pytest.raises(BenchError, match="is a LoRA adapter outside an export directory"):
+        sbv2.merge_adapter({"weights": str(lora)})
+    (lora.parent / "config.json").write_text("{}")
+    assert sbv2.merge_adapter({"weights": str(lora), "size": "tiny"}) == (
+        {"weights": str(lora.parent), "size": "tiny"}, lora)
+    assert sbv2.merge_adapter({"weights": str(lora.parent)}) is None  # an export is built as given
+    assert tiny.merge_adapter({"weights": str(lora)}) is None
+    with pytest.raises(BenchError, match="method 'tiny' cannot write a merged model"):
+        tiny.write_merged(str(lora.parent), str(lora.parent), 0.5, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

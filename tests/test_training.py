@@ -92,9 +92,9 @@ def test_resumed_run_ends_with_the_same_weights(runs, tmp_path):
 def test_export_loads_as_sbv2_generator_and_matches_the_unfused_student(runs):
     from methods.onestep import x0_from_prediction
     from methods.sbv2 import SBv2Generator
+    from methods.student_base import add_lora, load_student_unet
+    from methods.student_dir import load_lora_weights
     from training.config import build_config
-    from training.export import load_lora_weights
-    from training.models import add_lora, load_student_unet
 
     b = runs["b"]
     gen = SBv2Generator(weights=str(b))
@@ -186,7 +186,7 @@ def test_merge_and_export_never_touch_their_inputs(runs, tmp_path, capsys):
     assert main(argv) == 0
     assert main(argv) == 2  # a model: replaced only with --overwrite
     assert main([*argv, "--overwrite"]) == 0 and (out / WEIGHTS).is_file()
-    from training.checkpoint import umask
+    from bench.run_dir import umask
 
     assert oct((out / WEIGHTS).stat().st_mode & 0o777) == oct(0o666 & ~umask())  # not forced to 0600
 

@@ -104,7 +104,7 @@ def two_constants(tmp_path_factory):
 
 
 def test_merge_card_records_the_merged_alpha_T(two_constants, tmp_path):
-    from training.merge import scheduler_alpha_T
+    from methods.student_merge import scheduler_alpha_T
 
     a, b = two_constants / "fixed", two_constants / "schedule"
     cards = {}

@@ -198,8 +198,8 @@ def test_planted_pickles_in_a_checkpoint_never_run(seeded_runs, tmp_path):
 
 
 def test_ema_export_of_a_lora_student_is_base_plus_ema_delta(seeded_runs, tmp_path):
+    from methods.student_base import load_student_unet
     from training.config import build_config
-    from training.models import load_student_unet
 
     run = seeded_runs["first"]
     assert main(["export", "--run", str(run), "--output-dir", str(tmp_path / "e")]) == 0

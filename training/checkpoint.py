@@ -14,13 +14,12 @@ No random-generator state is stored: every draw of a step comes from a generator
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.run_dir import atomic_write_bytes, umask
+from bench.run_dir import atomic_write_bytes, follow_umask
 
 STUDENT_FILE = "student.safetensors"
 LORA_TEACHER_FILE = "lora_teacher.safetensors"
@@ -99,15 +98,6 @@ def resolve_checkpoint(spec: str | None, output_dir: str | Path) -> Path | None:
         raise BenchError(f"{spec!r} is not a checkpoint directory (no {STATE_FILE}); use --resume latest or a "
                          "checkpoint-<step> directory")
     return path
-
-
-def follow_umask(path: str | Path) -> None:
-    """Give ``path`` (and everything under it) the modes a plain ``open`` would: some writers force 0600."""
-    mask = umask()
-    root = Path(path)
-    for item in [root, *root.rglob("*")] if root.is_dir() else [root]:
-        if not item.is_symlink():
-            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 def save_tensors(tensors: dict[str, Any], path: Path) -> None:

@@ -73,7 +73,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from training.merge import merge_models
+    from methods.student_merge import merge_models
 
     out = merge_models(args.a, args.b, args.lam, args.output_dir, overwrite=args.overwrite)
     print(f"training: merged model in {out}")

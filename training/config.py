@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from methods.student_base import LORA_TARGETS
 from training.limits import validate
 
 if sys.version_info >= (3, 11):
@@ -30,23 +31,11 @@ SWIFTBRUSH = "thuanz123/swiftbrush"
 TAESD = "madebyollin/taesd"
 HPSV2 = "xswu/HPSv2"
 
-#: ``student_init`` names -> hub repository holding a diffusers pipeline (the UNet is in ``unet/``).
-STUDENT_INITS = {"sd-turbo": SD_TURBO, "swiftbrush": SWIFTBRUSH}
-
 #: Built-in prompt list, used by the ``tiny`` preset and the benchmark (``prompts = ["builtin:demo"]``).
 DEMO_PROMPTS = "builtin:demo"
 
 #: The SwiftBrush trainer's hard-coded cumulative alpha at t = 999 (the scheduler's value is 0.004660).
 SWIFTBRUSH_ALPHA_T = 0.0047
-
-LORA_TARGETS = {
-    "qv": ["to_q", "to_v"],
-    "attn": ["to_q", "to_k", "to_v", "to_out.0"],
-    "all": [
-        "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-        "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj",
-    ],
-}
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Exporting a trained student as a diffusers UNet directory that the ``sbv2`` method loads.
+"""Exporting a trained student as a diffusers UNet directory that the ``sbv2`` method loads (the directory's
+format is read and written by :mod:`methods.student_dir`).
 
 Layout of an export directory::
 
@@ -22,58 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from methods.model_card import RECIPE_FIELDS, write_model_card
-from training.checkpoint import follow_umask
+from bench.model_card import RECIPE_FIELDS, write_model_card
+from methods.student_base import LORA_BASE_FIELDS
+from methods.student_dir import LORA_CONFIG, LORA_DIR, LORA_WEIGHTS, fused_lora_student, save_unet
 from training.checkpoint import save_tensors as _save_tensors
 from training.config import TrainConfig, resolved_alpha_T
-
-UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
-LORA_DIR = "lora"
-LORA_WEIGHTS = "adapter_model.safetensors"
-LORA_CONFIG = "adapter_config.json"
-#: Config fields that rebuild a LoRA student's base UNet.
-LORA_BASE_FIELDS = ("teacher", "teacher_revision", "student_init", "student_revision", "model_seed", "cache_dir")
-
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-def fuse_lora(unet: Any) -> dict[str, Any]:
-    """Merge every LoRA layer of ``unet`` into its base weights; return the plain (adapter-free) state dict."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for module in unet.modules():
-        if isinstance(module, BaseTunerLayer):
-            module.merge(safe_merge=True)
-    state = {}
-    for key, value in unet.state_dict().items():
-        if ".lora_" in key:
-            continue
-        state[key.replace(".base_layer.", ".")] = value
-    return state
-
-
-def load_lora_weights(unet: Any, trained: dict[str, Any]) -> None:
-    """Copy adapter tensors (named as in ``unet.named_parameters()``) into ``unet``'s LoRA parameters."""
-    import torch
-
-    params = {n: p for n, p in unet.named_parameters() if "lora_" in n}
-    if set(params) != set(trained):
-        missing, extra = sorted(set(params) - set(trained)), sorted(set(trained) - set(params))
-        raise BenchError(f"LoRA weights do not fit the base model ({len(missing)} missing, {len(extra)} unexpected, "
-                         f"e.g. {(missing or extra)[0]})")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(trained[name])
-
-
-def fused_lora_student(config: TrainConfig, trained: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(UNet config, fused fp32 state dict) of a LoRA student given its trained adapter tensors."""
-    from training.models import add_lora, load_student_unet
-
-    unet = load_student_unet(config).float()
-    add_lora(unet, config.student_lora_rank, config.student_lora_alpha, config.student_lora_targets)
-    load_lora_weights(unet, trained)
-    return dict(unet.config), fuse_lora(unet)
 
 
 def student_state(config: TrainConfig, trained: dict[str, Any], live: Any = None,
@@ -84,10 +38,11 @@ def student_state(config: TrainConfig, trained: dict[str, Any], live: Any = None
     changes (the EMA of ``B @ A``) added to the base weights instead of ``trained``. ``live`` is the student
     module when it is at hand (avoids loading the initial weights again).
     """
-    from training.models import load_student_unet
+    from methods.student_base import load_student_unet
 
     if config.student_mode == "lora" and delta is None:
-        return fused_lora_student(config, trained)
+        return fused_lora_student(config, config.student_lora_rank, config.student_lora_alpha,
+                                  config.student_lora_targets, trained)
     unet = live if live is not None else load_student_unet(config)
     state = {k: v.detach().float().cpu().clone() for k, v in unet.state_dict().items()}
     update = trained if delta is None else delta
@@ -97,26 +52,6 @@ def student_state(config: TrainConfig, trained: dict[str, Any], live: Any = None
     for k, v in update.items():
         state[k] = v.detach().float().cpu() if delta is None else state[k] + v.detach().float().cpu()
     return dict(unet.config), state
-
-
-def save_unet(unet_config: dict[str, Any], state: dict[str, Any], output_dir: str | Path, dtype: str = "fp32") -> Path:
-    """Write ``config.json`` + ``diffusion_pytorch_model.safetensors`` (checked against the config)."""
-    import torch
-    from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in unet_config.items() if not k.startswith("_")}
-    with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(config)
-    torch_dtype = getattr(torch, _DTYPES[dtype])
-    unet.load_state_dict({k: v.to(torch_dtype) for k, v in state.items()}, strict=True, assign=True)
-    unet.save_pretrained(str(out), safe_serialization=True)
-    follow_umask(out / "config.json")
-    for weights in out.glob("diffusion_pytorch_model*.safetensors*"):
-        follow_umask(weights)
-    return out
 
 
 def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str | Path, ema: bool = False) -> Path:
@@ -133,21 +68,6 @@ def save_lora_dir(config: TrainConfig, trained: dict[str, Any], output_dir: str 
     }
     (out / LORA_CONFIG).write_text(json.dumps(meta, indent=1) + "\n")
     return out
-
-
-def load_lora_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fuse an adapter directory written by :func:`save_lora_dir`: (UNet config, fp32 state dict)."""
-    from safetensors.torch import load_file
-
-    d = Path(directory)
-    try:
-        meta = json.loads((d / LORA_CONFIG).read_text())
-        base = dict(meta["base"])
-        config = TrainConfig(**base, student_mode="lora", student_lora_rank=int(meta["rank"]),
-                             student_lora_alpha=int(meta["alpha"]), student_lora_targets=str(meta["targets"]))
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise BenchError(f"{d} is not a LoRA directory written by this package ({type(exc).__name__}: {exc})") from None
-    return fused_lora_student(config, load_file(str(d / LORA_WEIGHTS)))
 
 
 def training_losses(config: TrainConfig) -> list[dict[str, Any]]:
@@ -229,9 +149,9 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str, output_dir: str | Pa
     """Export a ``checkpoint-<step>`` of a run (``checkpoint`` = ``latest``, a step number or a path) into a new
     ``output_dir`` (never inside the run; an existing non-empty one only with ``overwrite``)."""
 
+    from methods.student_output import check_no_overlap, staged_output
     from training.checkpoint import EMA_FILE, STUDENT_FILE, load_tensors, read_state, resolve_checkpoint
     from training.config import build_config, read_toml
-    from training.outputs import check_no_overlap, staged_output
 
     run = Path(run_dir)
     if not (run / "config.toml").is_file():

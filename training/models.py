@@ -22,35 +22,17 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.hub_errors import offline
-from methods.model_card import read_model_card
-from training.config import LORA_TARGETS, STUDENT_INITS, TrainConfig
-
-#: Teachers built from code with seeded weights (no download): toy size, and SD 2.1-base size (benchmarks).
-SYNTHETIC = ("tiny", "random-sd21")
-#: Seed offset of a synthetic student that does not start from the teacher.
-STUDENT_SEED_OFFSET = 1000
-
-
-def _load(cls: Any, repo: str, subfolder: str | None, what: str, key: str, config: TrainConfig,
-          revision: str | None = None, **kwargs: Any) -> Any:
-    """``cls.from_pretrained`` with offline handling; failures become a one-line :class:`BenchError`."""
-    local = Path(repo).is_dir()
-    args: dict[str, Any] = {"cache_dir": config.cache_dir, "local_files_only": offline() and not local, **kwargs}
-    if subfolder:
-        args["subfolder"] = subfolder
-    if revision:
-        args["revision"] = revision
-    try:
-        return cls.from_pretrained(repo, **args)
-    except Exception as exc:
-        where = f"{repo}/{subfolder}" if subfolder else repo
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        if local:
-            hint = f"check the directory or set {key} to another model"
-        else:
-            note = " (offline mode is on, so only the local cache was searched)" if offline() else ""
-            hint = f"download it once while online with `huggingface-cli download {repo}`{note}, or set {key}"
-        raise BenchError(f"cannot load the {what} from {where} [{type(exc).__name__}: {reason}]; {hint}") from None
+from bench.model_card import read_model_card
+from methods.student_base import (
+    SYNTHETIC,
+    add_lora,
+    load_pretrained,
+    load_student_unet,
+    random_sd21,
+    student_source,
+    synthetic_unet,
+)
+from training.config import TrainConfig
 
 
 def required_repos(config: TrainConfig) -> dict[str, list[tuple[str, ...]]]:
@@ -111,24 +93,8 @@ def _scheduler_config(config: TrainConfig, repo: str, key: str, revision: str | 
 
     if repo in SYNTHETIC:
         return dict(SD_SCHEDULER_CONFIG)
-    return dict(_load(DDPMScheduler, repo, "scheduler", "noise scheduler", key, config, revision).config)
-
-
-def _unet_dir_is_flat(path: str) -> bool:
-    """True for an exported student directory (a bare diffusers UNet with ``config.json`` at the top)."""
-    return Path(path, "config.json").is_file() and not Path(path, "unet").is_dir()
-
-
-def student_source(config: TrainConfig) -> tuple[str, str | None]:
-    """(repository or directory, subfolder) that the student starts from (``(teacher, None)`` if synthetic)."""
-    init = config.student_init
-    if init != "teacher" and Path(init).is_dir():
-        return init, None if _unet_dir_is_flat(init) else "unet"
-    if config.teacher in SYNTHETIC:
-        return config.teacher, None
-    if init == "teacher":
-        return config.teacher, "unet"
-    return STUDENT_INITS.get(init, init), "unet"
+    return dict(load_pretrained(DDPMScheduler, repo, "scheduler", "noise scheduler", key, config.cache_dir,
+                                revision).config)
 
 
 def export_base(config: TrainConfig) -> tuple[str, int | None]:
@@ -142,58 +108,13 @@ def export_base(config: TrainConfig) -> tuple[str, int | None]:
     return repo, None
 
 
-def random_sd21(part: str, seed: int, device: Any = None) -> Any:
-    """One SD 2.1-base network (``unet``, ``text_encoder`` or ``vae``) with seeded random weights, built on
-    ``device`` (seeds as in :func:`methods.loading.random_networks`: text encoder ``seed``, UNet ``seed + 1``,
-    VAE ``seed + 2``)."""
-    import torch
-
-    from methods.components import seeded
-    from methods.configs import SD21_TEXT_ENCODER_CONFIG, SD21_UNET_CONFIG, SD_VAE_CONFIG
-
-    def build() -> Any:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        with torch.device(device if device is not None else "cpu"):
-            if part == "unet":
-                return UNet2DConditionModel(**SD21_UNET_CONFIG)
-            if part == "text_encoder":
-                return CLIPTextModel(CLIPTextConfig(**SD21_TEXT_ENCODER_CONFIG))
-            return AutoencoderKL(**SD_VAE_CONFIG)
-
-    return seeded(seed + {"text_encoder": 0, "unet": 1, "vae": 2}[part], build)
-
-
-def synthetic_unet(kind: str, seed: int, device: Any = None) -> Any:
-    """A seeded UNet: the toy one of :mod:`methods.components` or the SD 2.1-base architecture."""
-    from methods.components import build_tiny_components
-
-    if kind == "tiny":
-        return build_tiny_components(seed).unet
-    return random_sd21("unet", seed, device)
-
-
 def load_teacher_unet(config: TrainConfig, device: Any = None) -> Any:
     from diffusers import UNet2DConditionModel
 
     if config.teacher in SYNTHETIC:
         return synthetic_unet(config.teacher, config.model_seed, device)
-    return _load(UNet2DConditionModel, config.teacher, "unet", "teacher UNet", "teacher", config,
+    return load_pretrained(UNet2DConditionModel, config.teacher, "unet", "teacher UNet", "teacher", config.cache_dir,
                  config.teacher_revision, use_safetensors=True)
-
-
-def load_student_unet(config: TrainConfig, device: Any = None) -> Any:
-    """The student's initial UNet (plain: no adapters). A synthetic stand-in for hub students of toy teachers."""
-    from diffusers import UNet2DConditionModel
-
-    repo, subfolder = student_source(config)
-    if repo in SYNTHETIC:
-        offset = 0 if config.student_init == "teacher" else STUDENT_SEED_OFFSET
-        return synthetic_unet(repo, config.model_seed + offset, device)
-    revision = config.teacher_revision if config.student_init == "teacher" else config.student_revision
-    return _load(UNet2DConditionModel, repo, subfolder, "student UNet", "student_init", config, revision,
-                 use_safetensors=True)
 
 
 def cast(module: Any, dtype: Any) -> Any:
@@ -206,29 +127,6 @@ def cast(module: Any, dtype: Any) -> Any:
         return module.to(dtype=dtype)
     finally:
         dlogging.set_verbosity(level)
-
-
-def lora_config(rank: int, alpha: int, targets: str) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=list(LORA_TARGETS[targets]))
-
-
-def add_lora(unet: Any, rank: int, alpha: int, targets: str, seed: int = 0) -> Any:
-    """Freeze ``unet`` and add a trainable fp32 LoRA adapter (LoRA ``B`` starts at zero: no change at step 0).
-
-    The ``A`` matrices are drawn from a generator seeded with ``seed`` (peft draws them from torch's global
-    generator, which is left as it was).
-    """
-    from methods.components import seeded
-
-    unet.requires_grad_(False)
-    seeded(seed, lambda: unet.add_adapter(lora_config(rank, alpha, targets)))
-    for name, param in unet.named_parameters():
-        if "lora_" in name:
-            param.requires_grad_(True)
-            param.data = param.data.float()
-    return unet
 
 
 def trainable_state(module: Any) -> dict[str, Any]:
@@ -307,10 +205,11 @@ def _text_and_vae(config: TrainConfig, device: Any) -> tuple[Any, Any, Any]:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     rev = config.teacher_revision
-    tokenizer = _load(CLIPTokenizer, config.teacher, "tokenizer", "tokenizer", "teacher", config, rev)
-    text_encoder = _load(CLIPTextModel, config.teacher, "text_encoder", "text encoder", "teacher", config, rev,
-                         use_safetensors=True)
-    vae = _load(AutoencoderKL, config.teacher, "vae", "VAE", "teacher", config, rev, use_safetensors=True)
+    cache = config.cache_dir
+    tokenizer = load_pretrained(CLIPTokenizer, config.teacher, "tokenizer", "tokenizer", "teacher", cache, rev)
+    text_encoder = load_pretrained(CLIPTextModel, config.teacher, "text_encoder", "text encoder", "teacher", cache,
+                                   rev, use_safetensors=True)
+    vae = load_pretrained(AutoencoderKL, config.teacher, "vae", "VAE", "teacher", cache, rev, use_safetensors=True)
     return hf_tokenizer(tokenizer), text_encoder, vae
 
 
@@ -323,7 +222,8 @@ def _loss_decoder(config: TrainConfig, vae: Any, device: Any) -> Any:
         from methods.loading import random_taesd
 
         return random_taesd(config.model_seed, "tiny" if config.teacher == "tiny" else "full", device)
-    return _load(AutoencoderTiny, config.taesd, None, "TAESD decoder", "taesd", config, use_safetensors=True)
+    return load_pretrained(AutoencoderTiny, config.taesd, None, "TAESD decoder", "taesd", config.cache_dir,
+                           use_safetensors=True)
 
 
 def build_models(config: TrainConfig, device: Any = None) -> DistillModels:

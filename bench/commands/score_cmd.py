@@ -92,6 +92,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench import plugins
     from bench.profiles import AS_GIVEN
     from bench.report import results_table
     from bench.run_options import from_namespace
@@ -99,11 +100,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.runner import Run
     from bench.session import Session
     from bench.suites.pair import FolderPairSuite
-    from methods.images import ImagesMethod
 
     metrics, metric_args, reference, ref_sha = plan(args)
     method_args = {"dir": args.a, "match": "index"}
-    images = ImagesMethod(**method_args)
+    images = plugins.current().methods.get("images").build(**method_args)
     suite = FolderPairSuite(reference, count=len(images.source.names), profile=args.profile,
                             reference_sha256=ref_sha)
     name = f"score-{_slug(args.a)}-vs-{_slug(args.b)}" + ("" if args.profile == AS_GIVEN else f"-{args.profile}")

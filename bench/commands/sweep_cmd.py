@@ -65,13 +65,15 @@ def merge_inputs(request: SweepRequest) -> list[str]:
 
 
 def save_merged(request: SweepRequest, dirs: list[str], lam: float, target: str | None, overwrite: bool) -> str:
-    """Write the merged model with training's writer: equal to ``python -m training merge`` on the same inputs
-    (the output may not overlap an input; an existing non-empty one is replaced only with ``overwrite``)."""
+    """Write the merged model with the method's writer (:meth:`bench.generator.Generator.write_merged`; for sbv2
+    equal to ``python -m training merge`` on the same inputs): the output may not overlap an input, and an
+    existing non-empty one is replaced only with ``overwrite``."""
     from bench.merge_sweep import point_name
-    from training.merge import merge_models
+    from bench.merged_generator import method_class, parse_source
 
     out = target or str(request.sweep_dir() / f"merged-{point_name(lam)}")
-    return str(merge_models(dirs[0], dirs[1], lam, out, overwrite=overwrite))
+    cls = method_class(parse_source(request.a)[0])
+    return str(cls.write_merged(dirs[0], dirs[1], lam, out, overwrite=overwrite))
 
 
 def run(args: argparse.Namespace) -> int:

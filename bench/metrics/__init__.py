@@ -52,3 +52,11 @@ def register_feature_extractors(register):
              description="ImageReward v1.0 (text-conditioned: each image is scored with its prompt)")
     register("hf_clip", "bench.metrics.hf_extractors:HFClipExtractor",
              description="transformers CLIPModel image and text embeddings (CMMD's ViT-L/14-336, PickScore)")
+
+
+@hookimpl
+def register_toy_repos(register):
+    """The metric networks' repositories of the offline toy hub (:mod:`bench.toy_hub`)."""
+    from bench.toy_hub_metrics import register_metric_repos
+
+    register_metric_repos(register)

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.model_card import recipe_matches
 from bench.report.collect import Found, Latency
 from bench.report.data import Column, Model, Paper, Table
 from bench.results import Results
-from methods.model_card import recipe_matches
 
 
 @dataclass
@@ -97,7 +97,7 @@ def expected_recipe(model: Model, models: Mapping[str, Model]) -> dict[str, Any]
     """The ``recipe`` a student of ``model`` records, from the row's last training command (None: unknown)."""
     import shlex
 
-    from methods.model_card import RECIPE_FIELDS
+    from bench.model_card import RECIPE_FIELDS
 
     if not model.train:
         return None
@@ -122,7 +122,7 @@ def expected_recipe(model: Model, models: Mapping[str, Model]) -> dict[str, Any]
 
 
 def _card(method_args: Mapping[str, Any]) -> dict[str, Any]:
-    from methods.model_card import read_model_card
+    from bench.model_card import read_model_card
 
     weights = str(method_args.get("weights") or "")
     if not weights or not Path(weights).is_dir():

@@ -1,8 +1,10 @@
-"""Weight interpolation of two students: ``theta = lambda * theta_A + (1 - lambda) * theta_B``.
+"""Weight interpolation of two students into a new student directory (``python -m training merge``, and
+``bench sweep-merge --save-merged`` through the ``sbv2`` method): ``theta = lambda * theta_A + (1 - lambda) * theta_B``.
 
 Every floating-point tensor is interpolated in float32 and stored in model A's dtype; other tensors must be
-equal in both (:func:`bench.state_interpolation.interpolate_state_dicts`). Inputs are export directories (a diffusers UNet: ``config.json`` + safetensors weights, sharded
-or not) or LoRA adapter directories (``lora/`` of a LoRA-student export), which are fused into their base first.
+equal in both (:func:`bench.state_interpolation.interpolate_state_dicts`). Inputs are export directories (a
+diffusers UNet: ``config.json`` + safetensors weights, sharded or not) or LoRA adapter directories (``lora/`` of a
+LoRA-student export), which are fused into their base first (:mod:`methods.student_dir`).
 Keys and shapes must match exactly; any mismatch is a one-line error (exit status 2).
 """
 
@@ -14,48 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from methods.model_card import read_model_card, write_model_card
-from training.export import (
-    LORA_CONFIG,
-    LORA_DIR,
-    UNET_WEIGHTS,
-    load_lora_dir,
-    save_unet,
-)
-
-
-def _read_unet_weights(d: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    single = d / UNET_WEIGHTS
-    if single.is_file():
-        return load_file(str(single))
-    index = d / f"{UNET_WEIGHTS}.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        state: dict[str, Any] = {}
-        for name in files:
-            state.update(load_file(str(d / name)))
-        return state
-    raise BenchError(f"{d} has no {UNET_WEIGHTS}; expected an exported student (diffusers UNet directory)")
-
-
-def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """(UNet config, state dict, bench_model.json or None) of an export or LoRA directory."""
-    d = Path(path)
-    if not d.is_dir():
-        raise BenchError(f"model directory {str(d)!r} does not exist")
-    if (d / LORA_CONFIG).is_file() and not (d / "config.json").is_file():
-        config, state = load_lora_dir(d)
-        meta = (read_model_card(d.parent) or None) if d.name == LORA_DIR else None
-        return config, state, meta
-    if not (d / "config.json").is_file():
-        if (d / "unet" / "config.json").is_file():
-            d = d / "unet"
-        else:
-            raise BenchError(f"{d} is neither an exported student (config.json + {UNET_WEIGHTS}) nor a LoRA directory")
-    config = json.loads((d / "config.json").read_text())
-    return config, _read_unet_weights(d), read_model_card(d) or None
+from bench.model_card import write_model_card
+from methods.student_dir import load_model, save_unet
 
 
 def scheduler_alpha_T() -> float:
@@ -94,7 +56,7 @@ def merge_models(a: str | Path, b: str | Path, lam: float, output_dir: str | Pat
     ``overwrite``; the result is staged next to it and renamed into place.
     """
     from bench.state_interpolation import interpolate_state_dicts
-    from training.outputs import check_no_overlap, staged_output
+    from methods.student_output import check_no_overlap, staged_output
 
     if not math.isfinite(lam):
         raise BenchError(f"--lambda must be a finite number, got {lam}")

@@ -1,4 +1,4 @@
-"""Safe output directories for ``training export`` and ``training merge``.
+"""Safe output directories for student directories (``training export``, ``training merge``).
 
 Outputs never overlap an input (same path, parent or child), an existing non-empty output is replaced only with
 ``--overwrite`` and only when it is a model directory (anything else is refused), and the result is written to a temporary directory next to the output and renamed into place,
@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench.errors import BenchError
-from training.checkpoint import follow_umask
+from bench.run_dir import follow_umask
 
 
 def check_no_overlap(output: str | Path, inputs: Sequence[str | Path]) -> None:
