@@ -254,12 +254,6 @@ def image_bytes(image: ReadImage) -> tuple[bytes, str]:
     return encode_png(image.pixels), "png"
 
 
-def to_pil(image: ReadImage) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(image.pixels)
-
-
 def read_text_file(path: str | os.PathLike[str]) -> str:
     p = Path(path).expanduser()
     try:

@@ -24,13 +24,6 @@ PAIR_METRICS = ("fid", "kid", "precision_recall", "density_coverage", "fd_dinov2
                 "fid_stats")
 
 
-def content_fingerprint(source: ImageSource) -> str:
-    """SHA-256 of a source's content (a folder's files, an archive or batch file), cached by path, size, time."""
-    from bench.fingerprint import path_fingerprint
-
-    return str(path_fingerprint(source.path)["sha256"])
-
-
 class FolderPairSuite(Suite):
     """A's images (``count`` samples with empty prompts) against the reference images of ``reference``."""
 
