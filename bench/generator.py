@@ -36,6 +36,9 @@ class Generator(ABC):
     options: ClassVar[dict[str, Option]] = {}
     #: Hub id of the published weights the method loads when ``weights=`` is not given (None: it has none).
     default_weights: ClassVar[str | None] = None
+    #: Whether :meth:`write_merged` writes a merged model of two of the method's ``weights=DIR`` directories
+    #: (``bench sweep-merge --save-merged`` checks it before the sweep starts).
+    writes_merged: ClassVar[bool] = False
 
     def __init__(self, **method_args: Any) -> None:
         self.args = resolve_options("method", self.name, self.options, method_args)

@@ -58,6 +58,7 @@ class SBv2Generator(SDOneStepGenerator):
 
     name = "sbv2"
     default_weights = None
+    writes_merged = True
     base_repo = SD_TURBO
     options: ClassVar[dict[str, Option]] = {
         **SDOneStepGenerator.options,

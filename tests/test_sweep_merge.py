@@ -258,3 +258,32 @@ def test_merge_contract_of_the_generator_classes(tmp_path):
     with pytest.raises(BenchError, match="method 'tiny' cannot write a merged model"):
         tiny.write_merged(str(lora.parent), str(lora.parent), 0.5, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_save_merged_is_refused_before_the_sweep_for_methods_that_write_no_merged_model(students, tmp_path):
+    """--save-merged needs two weights=DIR of one method whose class writes merged models: a method without the
+    writer, or A and B of two writer methods, is one line before anything is generated (no sweep folder)."""
+    from bench import hookimpl
+    from bench.testing import registered
+    from methods.sbv2 import SBv2Generator
+
+    use_toy()
+    argv = sweep_argv(students, tmp_path, "--save-merged", "0.5")
+    tiny_a = [("tiny:size=tiny" if a == f"sbv2:weights={students['a']}" else a) for a in argv]
+    rc, _, err = run_cli(*tiny_a)
+    assert rc == 2 and err.count("\n") == 1
+    assert "--save-merged needs model directories of a method that writes merged models" in err and "--a" in err
+
+    class Copy(SBv2Generator):
+        pass
+
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register):
+            register("sbv2-copy", Copy, description="sbv2 under another name")
+
+    with registered(Plugin()):
+        other_b = [a.replace("sbv2:weights=", "sbv2-copy:weights=") if "lora" in a else a for a in argv]
+        rc, _, err = run_cli(*other_b)
+    assert rc == 2 and err.count("\n") == 1 and "A and B of one method" in err
+    assert not (tmp_path / "ab").exists()

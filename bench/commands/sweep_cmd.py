@@ -48,19 +48,26 @@ def sweep_request(args: argparse.Namespace) -> tuple[SweepRequest, list[SweepRec
 
 
 def merge_inputs(request: SweepRequest) -> list[str]:
-    """The student directories of A and B, for ``--save-merged`` (which reads them as ``training merge`` does)."""
+    """The model directories of A and B for ``--save-merged``: both ``weights=DIR`` of one method whose class
+    writes merged models (:attr:`bench.generator.Generator.writes_merged`; sbv2's student directories, read as
+    ``training merge`` reads them). Checked before the sweep starts."""
     from pathlib import Path
 
-    from bench.merged_generator import parse_source
+    from bench.merged_generator import method_class, parse_source
 
-    dirs = []
+    dirs, methods = [], []
     for label, spec in (("--a", request.a), ("--b", request.b)):
         method, margs = parse_source(spec)
         weights = margs.get("weights")
-        if method != "sbv2" or not weights or not Path(weights).is_dir():
-            raise BenchError(f"--save-merged needs student directories written by training; {label} {spec} is not "
-                             "one (use sbv2:weights=DIR)")
+        if not method_class(method).writes_merged or not weights or not Path(weights).is_dir():
+            raise BenchError(f"--save-merged needs model directories of a method that writes merged models (sbv2: "
+                             f"student directories written by training); {label} {spec} is not one (use "
+                             "sbv2:weights=DIR)")
         dirs.append(weights)
+        methods.append(method)
+    if methods[0] != methods[1]:
+        raise BenchError(f"--save-merged needs A and B of one method (A is {methods[0]!r}, B is {methods[1]!r}); "
+                         "leave it out, or merge two directories of the same method")
     return dirs
 
 
