@@ -105,7 +105,8 @@ def open_run(run: Run, timings: Timings) -> tuple[dict[str, Any], bool]:
             try:
                 run.store.check(config, overwrite=run.req.overwrite)
             except BenchError as exc:
-                error = str(exc)
+                typos = run.generator.unresolved_paths()
+                error = str(exc) + (f" (note: {', '.join(typos)} names nothing here)" if typos else "")
         dist.agree(error)
 
     # The directory becomes this run's only once the generator has loaded: a run that fails to load (no

@@ -603,3 +603,20 @@ def test_a_refused_run_leaves_no_empty_run_directory(tmp_path):
     rc, _, err = run_cli("run", "--method", "sbv2", "--method-args", f"weights={tmp_path / 'studnet'}", "--suite",
                          "smoke", "--limit", "2", "--metrics", "none", "--out", str(out), "--run-name", "kept")
     assert rc == 2 and (out / "kept" / "notes.txt").read_text() == "mine"
+
+
+def test_a_refusal_for_another_run_also_names_a_mistyped_weights_path(tmp_path, one_thread):
+    """--run-name holds another run and weights= names nothing (its folder exists): the one-line refusal names
+    both, so one correction fixes the command; a hub-like id (no such parent folder here) is not flagged."""
+    from helpers import run_cli
+
+    out = tmp_path / "runs"
+    common = ["--suite", "smoke", "--limit", "4", "--metrics", "none", "--out", str(out), "--run-name", "r",
+              "--device", "cpu"]
+    assert run_cli("run", "--method", "sbv2", "--method-args", "weights=random,size=tiny", *common)[0] == 0
+    rc, _, err = run_cli("run", "--method", "sbv2", "--method-args", f"weights={tmp_path / 'studnet'},size=tiny",
+                         *common)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "holds a run with a different" in err and f"weights={tmp_path / 'studnet'} names nothing here" in err
+    rc, _, err = run_cli("run", "--method", "sbv2", "--method-args", "weights=acme/student,size=tiny", *common)
+    assert rc == 2 and "holds a run with a different" in err and "names nothing" not in err, err
