@@ -149,16 +149,18 @@ class Generator(ABC):
         """Local files and folders the generator reads weights or settings from. Their content is part of a
         run's identity: replacing a student under the same path makes a different run. Default: the value of
         every free-text option that names an existing path."""
-        return [path.resolve() for _, path in self._path_like_options() if path.exists()]
+        return [path.resolve() for _, path in self.path_options() if path.exists()]
 
     def unresolved_paths(self) -> list[str]:
         """``key=value`` of the free-text options that look like a local path (a folder path whose parent folder
         exists here) but name nothing: most likely a typo. A run that is refused for another reason names them
         too, so the user fixes both at once (a hub id such as ``owner/name`` has no such parent here)."""
-        return [f"{key}={self.args[key]}" for key, path in self._path_like_options()
+        return [f"{key}={self.args[key]}" for key, path in self.path_options()
                 if not path.exists() and len(path.parts) > 1 and path.parent.is_dir()]
 
-    def _path_like_options(self) -> list[tuple[str, Path]]:
+    def path_options(self) -> list[tuple[str, Path]]:
+        """(option, path) of every free-text option given a value: the options that may name a local file or
+        folder (whether it exists or not)."""
         out = []
         for key, value in self.args.items():
             opt = self.options.get(key)

@@ -8,7 +8,7 @@ import pluggy
 
 from bench import hookspecs
 from bench.errors import BenchError
-from bench.registry import Contract, Registry, exception_line
+from bench.registry import Contract, Registry, exception_line, plugin_label
 
 ENTRY_POINT_GROUP = "bench"
 
@@ -111,16 +111,10 @@ def load_entry_points_isolated(pm: PluginManager) -> None:
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
-            pm.problems.append(f"plug-in {ep.name!r} (entry point {origin['entry_point']}) cannot be loaded "
+            pm.problems.append(f"plug-in {plugin_label(ep.name, origin['entry_point'])} cannot be loaded "
                                f"({exception_line(exc)}); fix or uninstall it")
             continue
         pm.origins[ep.name] = origin
-
-
-def where(pm: pluggy.PluginManager, plugin: str) -> str:
-    """``'name'`` or ``'name' (entry point name = module)`` for messages about a plug-in."""
-    origin = getattr(pm, "origins", {}).get(plugin)
-    return f"{plugin!r} (entry point {origin['entry_point']})" if origin else repr(plugin)
 
 
 class Plugins:
@@ -132,17 +126,17 @@ class Plugins:
     extractors: Registry
     commands: Registry
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
         #: One line per plug-in that failed to load or to register (:func:`current` prints them once).
-        self.problems: list[str] = list(getattr(pm, "problems", []))
+        self.problems: list[str] = list(pm.problems)
         for kind, (hook_name, noun) in KINDS.items():
             registry = Registry(noun, CONTRACTS[kind])
             setattr(self, kind, registry)
             hook = getattr(pm.hook, f"register_{hook_name}")
             for impl in hook.get_hookimpls():
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
-                origin = getattr(pm, "origins", {}).get(plugin_name, {}).get("entry_point")
+                origin = pm.origins.get(plugin_name, {}).get("entry_point")
 
                 def register(name: str, target: Any, _reg=registry, _plugin=plugin_name, _origin=origin,
                              **info: Any) -> None:
@@ -153,7 +147,7 @@ class Plugins:
                 except BenchError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a third party's failure stays with its own plug-in
-                    self.problems.append(f"plug-in {where(pm, plugin_name)} failed to register its {kind} "
+                    self.problems.append(f"plug-in {plugin_label(plugin_name, origin)} failed to register its {kind} "
                                          f"({exception_line(exc)}); fix or uninstall it")
 
     def plugin_names(self) -> list[dict[str, Any]]:
@@ -161,7 +155,7 @@ class Plugins:
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda p: p[0]):
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
-            origin = getattr(self.pm, "origins", {}).get(name, {})
+            origin = self.pm.origins.get(name, {})
             out.append(
                 {
                     "name": name,

@@ -53,8 +53,8 @@ class Entry:
     origin: str | None = None
 
     def label(self) -> str:
-        """The plug-in, and its entry point when it was installed: ``'acme' (entry point acme = acme.plugin)``."""
-        return f"{self.plugin!r}" + (f" (entry point {self.origin})" if self.origin else "")
+        """The plug-in, and its entry point when it was installed (:func:`plugin_label`)."""
+        return plugin_label(self.plugin, self.origin)
 
     def resolve(self) -> Callable[..., Any]:
         """Import (if needed) and return the factory behind this entry; a module that fails to import (whatever
@@ -99,6 +99,11 @@ class Entry:
     def as_dict(self) -> dict[str, Any]:
         target = self.target if isinstance(self.target, str) else f"{self.target.__module__}:{self.target.__qualname__}"
         return {"name": self.name, "plugin": self.plugin, "target": target, **self.info}
+
+
+def plugin_label(plugin: str, entry_point: str | None = None) -> str:
+    """A plug-in for messages: ``'acme'``, or ``'acme' (entry point acme = acme.plugin)`` when it was installed."""
+    return f"{plugin!r}" + (f" (entry point {entry_point})" if entry_point else "")
 
 
 def exception_line(exc: BaseException) -> str:

@@ -149,12 +149,9 @@ class Run:
 
         own = [self.store.path]  # a run directory inside a weights folder is not part of it
         files = {str(p): path_fingerprint(p, exclude=own) for p in self.generator.input_paths()}
-        args = {}  # option -> content of the input it names: a renamed folder with the same content is the same run
-        for key, value in self.generator.args.items():
-            if isinstance(value, str) and value:
-                resolved = str(Path(value).expanduser().resolve())
-                if resolved in files:
-                    args[key] = files[resolved]["sha256"]
+        # option -> content of the input it names: a renamed folder with the same content is the same run
+        args = {key: files[str(path.resolve())]["sha256"] for key, path in self.generator.path_options()
+                if str(path.resolve()) in files}
         return {"prompts_sha256": prompts_digest([it.prompt for it in self.all_items]), "files": files,
                 "args": args}
 

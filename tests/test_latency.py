@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from bench.cli import main
 from bench.generator import Generator
 
@@ -54,15 +52,6 @@ def test_measure_latency_counts_and_statistics():
     assert record["total_ms"]["mean"] >= sum(s["min"] for s in record["stages_ms"].values())
     assert record["timer"].startswith("host clock")
     assert record["peak_memory_mib"] > 0
-
-
-@pytest.fixture
-def one_thread():
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_latency_command_json_record(tmp_path, capsys, one_thread):

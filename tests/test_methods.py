@@ -22,13 +22,8 @@ ONE_STEP = ("sd-turbo", "swiftbrush", "sbv2", "instaflow")
 PROMPTS = ["a photo of a cat", "an oil painting of a lighthouse"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Toy networks run fastest single-threaded, and do not fight parallel test processes for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: Toy networks run fastest single-threaded, and do not fight parallel test processes for cores.
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def make(name: str, **args):

@@ -19,6 +19,7 @@ from bench.report.data import paper
 from bench.report.match import plan_matches
 from bench.report.tables import decimals, fmt
 from bench.results import load
+from bench.testing import torch_threads
 
 
 class PaperToy(Metric):
@@ -62,33 +63,29 @@ def use_paper_toy() -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Three tiny runs (weights_seed 0 and 1; weights_seed 0 with noise seed 1) and a sweep over two of them."""
-    import torch
-
     from bench import plugins
+    from bench.cli import main
     from bench.session import Session
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    plugins.reset()
-    use_paper_toy()
-    root = tmp_path_factory.mktemp("report-runs")
-    session = Session(device="cpu")
-    for name, weights_seed, seed in (("seed-0", 0, 0), ("seed-1", 1, 0), ("seed-0-noise-1", 0, 1)):
-        session.evaluate("tiny", "smoke", method_args={"weights_seed": weights_seed}, limit=4, batch_size=2,
-                         seed=seed, metrics=["paper_toy"], out=str(root), run_name=name)
-    from bench.cli import main
-
-    assert main(["latency", "--method", "sd-turbo", "--method-args", "size=tiny", "--device", "cpu", "--warmup", "0",
-                 "--iters", "1", "--repeats", "1", "--out", str(root / "latency" / "latency-sd-turbo.json")]) == 0
-    sweep_dir = root / "sweep"
-    sweep_dir.mkdir()
-    points = [SweepPoint(lam, f"../{name}", load(root / name).metrics) for lam, name in ((0.0, "seed-1"),
-                                                                                        (1.0, "seed-0"))]
-    record = SweepRecord(a={"source": "tiny:weights_seed=0", "method": "tiny"},
-                         b={"source": "tiny:weights_seed=1", "method": "tiny"}, suite="smoke", points=points,
-                         directions={"fid": False})
-    (sweep_dir / "sweep.json").write_text(json.dumps(record.to_dict()))
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        plugins.reset()
+        use_paper_toy()
+        root = tmp_path_factory.mktemp("report-runs")
+        session = Session(device="cpu")
+        for name, weights_seed, seed in (("seed-0", 0, 0), ("seed-1", 1, 0), ("seed-0-noise-1", 0, 1)):
+            session.evaluate("tiny", "smoke", method_args={"weights_seed": weights_seed}, limit=4, batch_size=2,
+                             seed=seed, metrics=["paper_toy"], out=str(root), run_name=name)
+        assert main(["latency", "--method", "sd-turbo", "--method-args", "size=tiny", "--device", "cpu", "--warmup",
+                     "0", "--iters", "1", "--repeats", "1", "--out",
+                     str(root / "latency" / "latency-sd-turbo.json")]) == 0
+        sweep_dir = root / "sweep"
+        sweep_dir.mkdir()
+        points = [SweepPoint(lam, f"../{name}", load(root / name).metrics) for lam, name in ((0.0, "seed-1"),
+                                                                                            (1.0, "seed-0"))]
+        record = SweepRecord(a={"source": "tiny:weights_seed=0", "method": "tiny"},
+                             b={"source": "tiny:weights_seed=1", "method": "tiny"}, suite="smoke", points=points,
+                             directions={"fid": False})
+        (sweep_dir / "sweep.json").write_text(json.dumps(record.to_dict()))
     plugins.reset()
     return root
 

@@ -15,6 +15,7 @@ from helpers import run_cli
 from safetensors.torch import load_file
 
 from bench.merge_sweep_record import load_sweep
+from bench.testing import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,16 +30,12 @@ def students(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from training.cli import main
 
     root = tmp_path_factory.mktemp("students")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for name, settings in (("a", ["student_mode=full", "ema=false", "student_lr=1e-2"]),
                                ("b", ["export_ema=false", "student_lr=5e-2"])):
             assert main(["distill", "--preset", "tiny", "--max-steps", "2", "--output-dir", str(root / name), "--set",
                          "progress_bar=false", "clip_loss=false", "sample_every=0", "checkpoint_every=0",
                          *settings]) == 0
-    finally:
-        torch.set_num_threads(before)
     return {"a": root / "a", "b": root / "b"}
 
 
@@ -63,13 +60,9 @@ def sweep(students, tmp_path_factory) -> dict[str, Path]:
     ToyFID.higher_is_better = {"toy_fid": False, "toy_mean": True}  # declared directions, as real metrics have
     use_toy()
     out = tmp_path_factory.mktemp("sweeps")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the tests that compare images with it
-    try:
+    with torch_threads(1):  # as in the tests that compare images with it
         rc, stdout, err = run_cli(*sweep_argv(students, out), "--save-merged", "0.5", "--merged-dir",
                                   str(out / "merged"))
-    finally:
-        torch.set_num_threads(threads)
     assert rc == 0, err
     assert "lambda = 1 is A" in stdout and "best by toy_fid" in stdout
     yield {"dir": out / "ab", "merged": out / "merged", "out": out}
