@@ -98,5 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "finished work is kept and a re-run resumes it")
 
 
+def program() -> None:
+    """The ``bench`` program (console script, ``python -m bench``): :func:`main`, then exit with its status;
+    a process of a launched multi-process job exits without the interpreter's teardown
+    (:func:`bench.distributed.end_launched_process`)."""
+    status = main()
+    from bench.distributed import end_launched_process
+
+    end_launched_process(status)
+    raise SystemExit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    program()

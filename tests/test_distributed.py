@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,10 +37,16 @@ def _toy_plugin(folder: Path) -> Path:
         from conftest import ToyExtractor, ToyFID
 
         from bench import hookimpl
+        from bench.errors import BenchError
+
+        class ToyRefuses(ToyFID):  # fails while rank 0 scores, after the other ranks finished their part
+            def compute(self, ctx):
+                raise BenchError("toy_refuses will not score this run")
 
         @hookimpl
         def register_metrics(register):
             register("toy_fid", ToyFID, description="test metric")
+            register("toy_refuses", ToyRefuses, description="test metric that fails")
 
         @hookimpl
         def register_feature_extractors(register):
@@ -52,9 +59,27 @@ def _toy_plugin(folder: Path) -> Path:
     return folder
 
 
-def _run_args(root: Path, out: Path) -> list[str]:
+def _run_args(root: Path, out: Path, metric: str = "toy_fid") -> list[str]:
     return ["run", "--method", "tiny", "--suite", "coco30k", "--data-root", str(root), "--suite-args",
-            "num_prompts=10", "--batch-size", "2", "--metrics", "toy_fid", "--device", "cpu", "--out", str(out)]
+            "num_prompts=10", "--batch-size", "2", "--metrics", metric, "--device", "cpu", "--out", str(out)]
+
+
+def _accelerate_launch(root: Path, out: Path, metric: str = "toy_fid") -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+            "-m", "bench", *_run_args(root, out, metric)]
+
+
+def _communicate(procs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """Every process's (stdout, stderr); on a timeout all are killed and the failure shows what each printed."""
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        shown = [f"process {i}:\n{o[-2000:]}{e[-2000:]}" for i, (o, e) in enumerate(p.communicate() for p in procs)]
+        pytest.fail(f"launch did not finish in {timeout:.0f} s\n" + "\n".join(shown))
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:
@@ -78,11 +103,8 @@ def _single_run_and_launch_env(coco_root: Path, tmp_path: Path) -> tuple[Path, d
 def test_two_processes_give_what_one_gives(coco_root, tmp_path, toy):
     one, env = _single_run_and_launch_env(coco_root, tmp_path)
     two_out = tmp_path / "two"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-           "-m", "bench", *_run_args(coco_root, two_out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+    proc = subprocess.run(_accelerate_launch(coco_root, two_out), capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     two = two_out / "coco30k-tiny"
 
@@ -112,7 +134,7 @@ def test_two_nodes_give_what_one_process_gives(coco_root, tmp_path, toy):
                                port, "-m", "bench", *_run_args(coco_root, shared)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
              for node in (0, 1)]
-    outputs = [p.communicate(timeout=240) for p in procs]
+    outputs = _communicate(procs, 240)
     for p, (o, e) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, o[-3000:] + e[-3000:]
     assert outputs[0][0].count("tiny on coco30k") == 1 and "tiny on coco30k" not in outputs[1][0]
@@ -121,6 +143,20 @@ def test_two_nodes_give_what_one_process_gives(coco_root, tmp_path, toy):
     r1 = json.loads((one / "results.json").read_text())
     r2 = json.loads((two / "results.json").read_text())
     assert r2["metrics"] == r1["metrics"] and r2["config"]["world_size"] == 2
+
+
+def test_an_error_while_rank_0_scores_ends_every_rank(coco_root, tmp_path, toy):
+    """Rank 0 fails after the other rank finished its part and waits to leave: the launch ends promptly,
+    with rank 0's one-line error and no traceback from either rank; the images stay for a corrected rerun."""
+    _, env = _single_run_and_launch_env(coco_root, tmp_path)
+    out = tmp_path / "two"
+    proc = subprocess.Popen(_accelerate_launch(coco_root, out, "toy_refuses"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    ((stdout, stderr),) = _communicate([proc], 120)
+    assert proc.returncode != 0
+    assert "toy_refuses will not score this run" in stderr
+    assert not re.search(r'File "[^"]*/bench/', stdout + stderr), stderr[-3000:]  # the launcher's own may show
+    assert len(list((out / "coco30k-tiny" / "images").rglob("*.png"))) == 10
 
 
 def test_chunks_go_round_robin_to_ranks():
@@ -147,3 +183,21 @@ def test_single_process_coordination_is_a_no_op(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(BenchError, match="WORLD_SIZE"):
         distributed.launched_world_size()
+
+
+@pytest.mark.parametrize("world_size", [None, "2"])
+def test_a_launched_process_ends_without_the_interpreters_teardown(world_size):
+    """One process of a launched job exits with the command's status, its output flushed and no teardown run
+    (where gloo can abort); a plain process goes on to exit normally."""
+    code = ("import atexit, sys; atexit.register(lambda: print('teardown')); "
+            "from bench.distributed import end_launched_process; print('done', end=''); "
+            "end_launched_process(3); sys.exit(5)")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")}
+    if world_size:
+        env["WORLD_SIZE"] = world_size
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    if world_size:
+        assert (proc.returncode, proc.stdout) == (3, "done"), proc.stderr
+    else:
+        assert (proc.returncode, proc.stdout) == (5, "doneteardown\n"), proc.stderr

@@ -31,13 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from bench import distributed
     from bench.session import Session
 
-    try:
-        session = Session(args.device, dist=distributed.init(args.device))
+    with distributed.joined(args.device) as dist:
+        session = Session(args.device, dist=dist)
         if seeds is not None:
             return _print_seeds(run_seeds(request, session, seeds), args.json)
         results = Run(request, session).execute()
-    finally:
-        distributed.shutdown()
     if results is None:  # a rank other than the main one: the main one reports
         return 0
     print(json.dumps(results.to_dict(), indent=2, default=str) if args.json else results_table(results) + "\n"

@@ -92,14 +92,11 @@ def run(args: argparse.Namespace) -> int:
 
     request, compare = sweep_request(args)
     inputs = merge_inputs(request) if args.save_merged is not None else []
-    try:
-        dist = distributed.init(args.device)
+    with distributed.joined(args.device) as dist:
         record = run_sweep(request, Session(args.device, dist=dist), compare=compare)
         merged = None
         if record is not None and args.save_merged is not None:
             merged = save_merged(request, inputs, args.save_merged, args.merged_dir, args.overwrite)
-    finally:
-        distributed.shutdown()
     if record is None:  # a rank other than the main one
         return 0
     print(json.dumps(record.to_dict(), indent=2) if args.json else table(record))
