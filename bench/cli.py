@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from bench.errors import OneLineParser, run_cli
 
@@ -98,15 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "finished work is kept and a re-run resumes it")
 
 
-def program() -> None:
-    """The ``bench`` program (console script, ``python -m bench``): :func:`main`, then exit with its status;
-    a process of a launched multi-process job exits without the interpreter's teardown
-    (:func:`bench.distributed.end_launched_process`)."""
-    status = main()
-    from bench.distributed import end_launched_process
+def program() -> NoReturn:
+    """The ``bench`` program (console script, ``python -m bench``): :func:`main`, then exit with its status
+    (a process of a launched job without the interpreter's teardown: :func:`bench.distributed.end_process`)."""
+    from bench.distributed import end_process
 
-    end_launched_process(status)
-    raise SystemExit(status)
+    end_process(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from bench.errors import BenchError
 
@@ -159,9 +159,8 @@ def joined(device_kind: str = "auto") -> Iterator[Distributed]:
         shutdown()
 
 
-def end_launched_process(status: int) -> None:
-    """In one process of a launched job, exit now with ``status``, skipping the interpreter's teardown; a
-    plain single process returns.
+def end_process(status: int) -> NoReturn:
+    """Exit with ``status``; one process of a launched job exits at once, without the interpreter's teardown.
 
     Called when the command has finished and written everything. Under gloo (torch 2.14, CPU), about one
     rank exit in thirty aborted in C++ teardown after the run had finished and left its process group
@@ -169,10 +168,11 @@ def end_launched_process(status: int) -> None:
     failed job, and torchrun's agent on the other node waits at its exit barrier (five minutes by default).
     """
     try:
-        if launched_world_size() <= 1:
-            return
+        launched = launched_world_size() > 1
     except BenchError:  # not a launch this process joined (init would have refused it)
-        return
+        launched = False
+    if not launched:
+        raise SystemExit(status)
     import logging
 
     logging.shutdown()

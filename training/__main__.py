@@ -1,9 +1,7 @@
 """``python -m training``: see :mod:`training.cli`."""
 
-from bench.distributed import end_launched_process
+from bench.distributed import end_process
 from training.cli import main
 
 if __name__ == "__main__":  # pragma: no branch
-    status = main()
-    end_launched_process(status)  # under `accelerate launch`: see its docstring
-    raise SystemExit(status)
+    end_process(main())  # under `accelerate launch`, without the interpreter's teardown: see its docstring
